@@ -1,0 +1,34 @@
+# Two commands a newcomer needs: `make demo` and `make test`. Each creates its own venv.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8765
+
+.PHONY: demo test lint bench clean
+
+$(VENV)/.installed-%: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[$*]'
+	touch $@
+
+## demo: start the demo API and run a sample orchestration against it
+demo: $(VENV)/.installed-test
+	$(PY) -m apiorch_nb.demo.sample --port $(PORT)
+
+## test: lint, then the whole test suite against real local servers
+test: $(VENV)/.installed-test
+	$(PY) -m ruff check apiorch_nb tests bench
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed-test
+	$(PY) -m ruff check apiorch_nb tests bench
+	$(PY) -m ruff format --check apiorch_nb tests bench
+
+## bench: apiorch_nb side by side with plain aiohttp and dataknobs-fsm (medians)
+bench: $(VENV)/.installed-bench
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,369 @@
+"""Runs one endpoint's call to a terminal state: cache, breaker, attempts, parsing, rescue.
+
+The runner never raises for a failed call; it writes the outcome into the `CallRecord` and
+returns. Only `CancelledError` escapes, after the record says ``cancelled`` and every
+resource it held (concurrency slot, rate-limit permit, breaker probe, single-flight lead)
+has been given back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import aiohttp
+
+from . import _http
+from ._call import CallRecord, CallState
+from ._plan import Node
+from ._redact import redact_mapping, redact_url
+from ._template import Context, render
+from .breaker import CircuitBreaker
+from .cache import Cache, SingleFlight, default_cache_key
+from .endpoint import BODY_METHODS, APIEndpoint
+from .errors import (
+    CallError,
+    CallTimeout,
+    CircuitOpenError,
+    ConfigError,
+    HTTPStatusError,
+    ResponseParseError,
+    TransportError,
+)
+from .ratelimit import Limiter
+from .retry import AttemptOutcome, RetryPolicy
+
+logger = logging.getLogger("apiorch_nb")
+
+_CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
+
+
+@dataclass
+class Services:
+    """What every call of one orchestrator shares, across runs."""
+
+    limiter: Limiter
+    categories: dict[str, tuple[str, ...]]  # endpoint name -> limiter categories
+    breakers: dict[str, CircuitBreaker]
+    policies: dict[str, RetryPolicy]
+    cache: Cache | None = None
+    cache_ttl: float = 0.0
+    cache_key_generator: Callable[[APIEndpoint], Any] | None = None
+    log_requests: bool = False
+    log_responses: bool = False
+    session: aiohttp.ClientSession | None = None
+    singleflight: SingleFlight = field(default_factory=SingleFlight)
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    url: str
+    params: Mapping[str, Any]
+    headers: Mapping[str, str]
+    body: Any
+
+
+def error_record(exc: BaseException) -> dict[str, Any]:
+    """The result of a failed, unrescued endpoint: ``{"error": ..., "status": ...}``."""
+    return {"error": str(exc), "status": getattr(exc, "status", None)}
+
+
+async def run_call(
+    node: Node,
+    record: CallRecord,
+    svc: Services,
+    *,
+    input: Any,
+    results: Mapping[str, Any],
+    run_input: Any,
+    slots: asyncio.Semaphore,
+    deadline: float | None,
+) -> Any:
+    """Run `node`'s call; return what a PIPELINE successor receives as input."""
+    ep = node.endpoint
+    try:
+        if ep.condition is not None and not _call_user(
+            ep, "condition", ep.condition, Context(input, results, run_input)
+        ):
+            record.reason = "condition is false"
+            record.to(CallState.SKIPPED)
+            return input  # a skipped pipeline step passes its input on unchanged
+        shaped = (
+            _call_user(ep, "transform_input", ep.transform_input, input)
+            if ep.transform_input is not None
+            else input
+        )
+        request = build_request(node, shaped, results, run_input)
+        response = await _fetch(node, record, svc, request, slots, deadline)
+        if response is None:  # answered from the cache
+            return record.result
+        record.result = await _parse(ep, response)
+        record.to(CallState.OK)
+    except asyncio.CancelledError:
+        if not record.state.terminal:
+            record.to(CallState.CANCELLED)
+        raise
+    except Exception as exc:
+        await _fail(ep, record, exc)
+    return record.result
+
+
+def build_request(node: Node, shaped: Any, results: Mapping[str, Any], run_input: Any) -> Request:
+    """Fill the endpoint's templates; a body-carrying method without ``body`` sends its input.
+
+    Raises:
+        TemplateError: a placeholder nothing fills.
+        ConfigError: the filled URL is not http(s).
+    """
+    ep = node.endpoint
+    url, params, headers, body = ep.url, ep.params, ep.headers, ep.body
+    if node.templated:
+        ctx = Context(shaped, results, run_input)
+        url = render(url, ctx, ep.name, "url")
+        params = render(params, ctx, ep.name, "params")
+        headers = {str(k): str(v) for k, v in render(headers, ctx, ep.name, "headers").items()}
+        body = render(body, ctx, ep.name, "body")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"endpoint {ep.name!r}: url must be http(s) after templating, got {url!r}"
+            )
+    if body is None and ep.method in BODY_METHODS and shaped is not None:
+        body = shaped
+    return Request(ep.method, url, params, headers, body)
+
+
+async def _fetch(
+    node: Node,
+    record: CallRecord,
+    svc: Services,
+    request: Request,
+    slots: asyncio.Semaphore,
+    deadline: float | None,
+) -> _http.Response | None:
+    """The response from the network, or None after putting a cache hit into `record`."""
+    ep = node.endpoint
+    if svc.cache is None or request.method not in _CACHEABLE_METHODS:
+        return await _send_with_breaker(ep, record, svc, request, slots, deadline)
+    key = _cache_key(node, svc, request)
+    while True:
+        cached = svc.cache.get(ep.name, key)
+        if cached is not None:
+            record.result = await _parse(ep, cached)
+            record.to(CallState.CACHED)
+            return None
+        leader = svc.singleflight.claim(ep.name, key)
+        if leader is not None:
+            await leader  # the leader stores a cacheable response, or we try ourselves
+            continue
+        response: _http.Response | None = None
+        try:
+            response = await _send_with_breaker(ep, record, svc, request, slots, deadline)
+            svc.cache.set(ep.name, key, response, svc.cache_ttl)
+            return response
+        finally:
+            svc.singleflight.finish(ep.name, key, response)
+
+
+def _cache_key(node: Node, svc: Services, request: Request) -> Hashable:
+    if svc.cache_key_generator is None:
+        return default_cache_key(
+            request.method, request.url, request.params, request.headers, request.body
+        )
+    ep = node.endpoint
+    if node.templated:  # the generator sees the endpoint as it is being sent
+        ep = replace(
+            ep,
+            url=request.url,
+            params=dict(request.params),
+            headers=dict(request.headers),
+            body=request.body,
+        )
+    key = svc.cache_key_generator(ep)
+    return key if isinstance(key, Hashable) else repr(key)
+
+
+async def _send_with_breaker(
+    ep: APIEndpoint,
+    record: CallRecord,
+    svc: Services,
+    request: Request,
+    slots: asyncio.Semaphore,
+    deadline: float | None,
+) -> _http.Response:
+    breaker = svc.breakers[ep.name]
+    breaker.before_call()
+    try:
+        response = await _attempts(ep, record, svc, request, slots, deadline, breaker)
+    except (TransportError, CallTimeout):
+        breaker.record_failure()
+        raise
+    except HTTPStatusError as exc:
+        if exc.status >= 500 or exc.status == 429:
+            breaker.record_failure()
+        else:  # the service answered; a 4xx says nothing against its health
+            breaker.record_success()
+        raise
+    except BaseException:
+        breaker.record_ignored()
+        raise
+    breaker.record_success()
+    return response
+
+
+async def _attempts(
+    ep: APIEndpoint,
+    record: CallRecord,
+    svc: Services,
+    request: Request,
+    slots: asyncio.Semaphore,
+    deadline: float | None,
+    breaker: CircuitBreaker,
+) -> _http.Response:
+    """Send until a 2xx, a non-retryable failure, or no retries left."""
+    policy = svc.policies[ep.name]
+    categories = svc.categories.get(ep.name)
+    loop = asyncio.get_running_loop()
+    assert svc.session is not None
+    while True:
+        attempt = record.to(CallState.QUEUED)
+        assert attempt is not None
+        attempt.breaker_state = breaker.state.value
+        response: _http.Response | None = None
+        error: CallError | None = None
+        async with slots:
+            permit = None
+            if categories:
+                record.to(CallState.RATE_LIMITED)
+                permit = await svc.limiter.acquire_permit(categories)
+            record.to(CallState.IN_FLIGHT)
+            if svc.log_requests:
+                _log_request(ep, request)
+            try:
+                response = await _http.send(
+                    svc.session,
+                    ep.name,
+                    request.method,
+                    request.url,
+                    params=request.params,
+                    headers=request.headers,
+                    body=request.body,
+                    timeout=ep.timeout,
+                )
+            except (TransportError, CallTimeout) as exc:
+                exc.attempts = attempt.number
+                error = exc
+            finally:
+                if permit is not None:
+                    permit.settle()
+        if response is not None:
+            attempt.status = response.status
+            attempt.bytes = len(response.body)
+            if svc.log_responses:
+                _log_response(ep, response, loop.time() - (attempt.sent_at or loop.time()))
+            if response.ok:
+                return response
+            error = HTTPStatusError(
+                ep.name,
+                response.status,
+                response.body[:500].decode("utf-8", "replace"),
+                attempts=attempt.number,
+            )
+        assert error is not None
+        attempt.error = error.reason
+        decision = policy.decide(
+            AttemptOutcome(
+                attempt=attempt.number,
+                status=response.status if response is not None else None,
+                transport_error=response is None,
+                retry_after=response.headers.get("Retry-After") if response is not None else None,
+                now=loop.time(),
+                deadline=deadline,
+            )
+        )
+        if not decision.retry:
+            raise error
+        record.to(CallState.BACKING_OFF)
+        await asyncio.sleep(decision.delay)
+
+
+async def _parse(ep: APIEndpoint, response: _http.Response) -> Any:
+    """response_parser (or JSON/text by content type), then transform_output."""
+    try:
+        value = ep.response_parser(response) if ep.response_parser else response.parsed()
+        if inspect.isawaitable(value):
+            value = await value
+    except ResponseParseError as exc:
+        raise ResponseParseError(ep.name, exc.reason) from exc
+    except Exception as exc:
+        raise ResponseParseError(
+            ep.name, f"response_parser raised {type(exc).__name__}: {exc}"
+        ) from exc
+    if ep.transform_output is not None:
+        value = _call_user(ep, "transform_output", ep.transform_output, value)
+        if inspect.isawaitable(value):
+            value = await value
+    return value
+
+
+async def _fail(ep: APIEndpoint, record: CallRecord, exc: Exception) -> None:
+    """Record a failure; let the endpoint's error_handler turn it into a result if it can.
+
+    Configuration errors are never rescued: they are bugs in the run, not API failures.
+    """
+    record.error = exc
+    record.reason = getattr(exc, "reason", None) or str(exc)
+    record.result = error_record(exc)
+    if ep.error_handler is not None and not isinstance(exc, ConfigError):
+        try:
+            value = ep.error_handler(exc)
+            if inspect.isawaitable(value):
+                value = await value
+        except Exception as handler_exc:
+            record.error = CallError(
+                ep.name,
+                f"error_handler raised {type(handler_exc).__name__}: {handler_exc} "
+                f"while handling: {record.reason}",
+            )
+            record.error.__cause__ = handler_exc
+        else:
+            record.result = value
+            record.rescued = True
+    state = CallState.CIRCUIT_OPEN if isinstance(exc, CircuitOpenError) else CallState.FAILED
+    record.to(state)
+
+
+def _call_user(ep: APIEndpoint, what: str, func: Callable[[Any], Any], arg: Any) -> Any:
+    """Call a user callable; its exception becomes a CallError naming endpoint and callable."""
+    try:
+        return func(arg)
+    except (CallError, ConfigError):
+        raise
+    except Exception as exc:
+        raise CallError(ep.name, f"{what} raised {type(exc).__name__}: {exc}") from exc
+
+
+def _log_request(ep: APIEndpoint, request: Request) -> None:
+    logger.info(
+        "→ %s %s %s params=%s headers=%s",
+        ep.name,
+        request.method,
+        redact_url(request.url),
+        redact_mapping(request.params),
+        redact_mapping(request.headers),
+    )
+
+
+def _log_response(ep: APIEndpoint, response: _http.Response, elapsed_s: float) -> None:
+    logger.info(
+        "← %s %s %s %d bytes in %.1f ms",
+        ep.name,
+        response.status,
+        redact_url(response.url),
+        len(response.body),
+        elapsed_s * 1000,
+    )

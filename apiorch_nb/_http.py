@@ -1,0 +1,162 @@
+"""The aiohttp transport: sends one request, reads it fully, translates aiohttp's errors.
+
+This is the only module that catches aiohttp exceptions; everything past it sees the
+`errors` hierarchy and a fully read `Response`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from .errors import CallTimeout, ConfigError, ResponseParseError, TransportError
+
+
+class Response:
+    """A fully read HTTP response, safe to cache and to hand to ``response_parser``.
+
+    ``json()`` and ``text()`` are plain methods (not coroutines) because the body has
+    already been read, which lets ``response_parser=lambda r: r.json()["data"]`` work.
+    """
+
+    __slots__ = ("_json", "body", "headers", "method", "status", "url")
+
+    def __init__(
+        self,
+        status: int,
+        headers: CIMultiDictProxy[str] | CIMultiDict[str],
+        body: bytes,
+        url: str,
+        method: str = "GET",
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.url = url
+        self.method = method
+        self._json: Any = _UNPARSED
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+
+    def text(self, encoding: str | None = None) -> str:
+        return self.body.decode(encoding or _charset(self.headers) or "utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON (cached after the first call)."""
+        if self._json is _UNPARSED:
+            try:
+                self._json = json.loads(self.body) if self.body else None
+            except ValueError as exc:
+                raise ResponseParseError("", f"response body is not valid JSON: {exc}") from exc
+        return self._json
+
+    def parsed(self) -> Any:
+        """JSON for JSON responses, else text; None for an empty body."""
+        if not self.body:
+            return None
+        if self.content_type.endswith("json") or self.content_type.endswith("+json"):
+            return self.json()
+        return self.text()
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.method} {self.url} {len(self.body)} bytes>"
+
+
+_UNPARSED = object()
+
+
+def _charset(headers: Mapping[str, str]) -> str | None:
+    for part in headers.get("Content-Type", "").split(";")[1:]:
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "charset":
+            return value.strip().strip('"') or None
+    return None
+
+
+def encode_params(params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Query parameters as aiohttp accepts them: no None, booleans as true/false, lists expanded."""
+    out: list[tuple[str, str]] = []
+    for key, value in params.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if v is None:
+                continue
+            out.append((str(key), ("true" if v else "false") if isinstance(v, bool) else str(v)))
+    return out
+
+
+def new_session() -> aiohttp.ClientSession:
+    """One session per orchestrator and loop; our scheduler bounds concurrency, not aiohttp."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+        raise_for_status=False,
+        auto_decompress=True,
+    )
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    endpoint: str,
+    method: str,
+    url: str,
+    *,
+    params: Mapping[str, Any] | None,
+    headers: Mapping[str, str] | None,
+    body: Any,
+    timeout: float,
+) -> Response:
+    """Send one request and read the whole response.
+
+    Raises:
+        TransportError: no HTTP answer (refused, reset, broken payload, redirect loop).
+        CallTimeout: `timeout` seconds passed before the response was fully read.
+        ConfigError: the URL or body cannot be sent at all.
+    """
+    kwargs: dict[str, Any] = {}
+    if body is not None:
+        if isinstance(body, (bytes, bytearray, str)):
+            kwargs["data"] = body
+        else:
+            kwargs["json"] = body
+    try:
+        async with session.request(
+            method,
+            url,
+            params=encode_params(params) if params else None,
+            headers=headers or None,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            **kwargs,
+        ) as resp:
+            data = await resp.read()
+            return Response(resp.status, resp.headers, data, str(resp.url), method)
+    except asyncio.TimeoutError as exc:  # aiohttp's ServerTimeoutError is one too
+        raise CallTimeout(endpoint, f"no complete response within {timeout:g}s") from exc
+    except aiohttp.InvalidURL as exc:
+        raise ConfigError(f"endpoint {endpoint!r}: invalid URL {url!r}") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise TransportError(
+            endpoint, f"cannot connect to {exc.host}:{exc.port} ({exc.os_error})"
+        ) from exc
+    except aiohttp.ServerDisconnectedError as exc:
+        raise TransportError(endpoint, "server closed the connection without a response") from exc
+    except aiohttp.TooManyRedirects as exc:
+        raise TransportError(endpoint, "too many redirects") from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise TransportError(endpoint, f"broken response body ({exc})") from exc
+    except aiohttp.ClientResponseError as exc:
+        raise TransportError(endpoint, f"bad response ({exc.message})") from exc
+    except aiohttp.ClientError as exc:
+        raise TransportError(endpoint, f"{type(exc).__name__}: {exc}") from exc
+    except (TypeError, ValueError) as exc:  # e.g. a body json.dumps cannot encode
+        raise ConfigError(f"endpoint {endpoint!r}: cannot build the request: {exc}") from exc

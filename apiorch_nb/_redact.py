@@ -1,0 +1,59 @@
+"""The one place that knows what a secret is.
+
+Reprs, logs, run records and (later) DataFrames and exports all pass headers, params and
+URLs through here, so a new secret-looking name is taught once and hidden everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+REDACTED = "[REDACTED]"
+
+# Matched anywhere in a header or parameter name, case-insensitively.
+_SECRET_NAME = re.compile(
+    r"auth|cookie|token|secret|passw|api[-_]?key|apikey|x-key|session|credential|signature"
+    r"|private[-_]?key|access[-_]?key|client[-_]?key",
+    re.IGNORECASE,
+)
+
+
+def is_secret_name(name: str) -> bool:
+    """True if a header, parameter or field with this name must never be shown."""
+    return bool(_SECRET_NAME.search(name))
+
+
+def redact_mapping(values: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of `values` with every secret-named entry replaced by ``[REDACTED]``."""
+    if not values:
+        return {}
+    return {k: (REDACTED if is_secret_name(str(k)) else v) for k, v in values.items()}
+
+
+def redact_url(url: str) -> str:
+    """`url` with user info and secret-named query parameters hidden."""
+    if "@" not in url and "?" not in url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, REDACTED if is_secret_name(k) else v) for k, v in pairs])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_body(body: Any) -> Any:
+    """`body` with secret-named keys hidden at any depth of dicts and lists."""
+    if isinstance(body, Mapping):
+        return {
+            k: (REDACTED if is_secret_name(str(k)) else redact_body(v)) for k, v in body.items()
+        }
+    if isinstance(body, list):
+        return [redact_body(v) for v in body]
+    return body

@@ -1,0 +1,258 @@
+"""The one scheduler behind every mode: runs a `Plan`'s graph to completion or abort.
+
+An endpoint's task starts the moment its last dependency finishes; ``max_concurrent`` is
+a semaphore the calls take around each attempt. The scheduler itself never polls: task
+completion callbacks release dependants, and a single loop timer enforces
+``total_timeout``. Whatever stops the run (fail_fast, error_threshold, total_timeout, a
+configuration error, or the caller being cancelled), every task is cancelled and awaited,
+so each call ends in a recorded terminal state before control returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from ._call import CallRecord, CallState
+from ._call_runner import Services, run_call
+from ._plan import Node, Plan
+from ._redact import redact_url
+from .errors import (
+    CallTimeout,
+    ConfigError,
+    ErrorThresholdExceeded,
+    FailFastError,
+    HTTPStatusError,
+    OrchestrationTimeout,
+    ResponseParseError,
+    RunAborted,
+    TransportError,
+)
+from .metrics import IOMetrics
+
+
+@dataclass(frozen=True, slots=True)
+class RunLimits:
+    max_concurrent: int
+    total_timeout: float | None = None
+    fail_fast: bool = False
+    error_threshold: float | None = None
+
+
+class Scheduler:
+    """Executes one run of a plan. Create one per ``execute``; services are shared."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        services: Services,
+        limits: RunLimits,
+        *,
+        run_input: Any,
+        metrics: IOMetrics | None,
+    ) -> None:
+        self.plan = plan
+        self.svc = services
+        self.limits = limits
+        self.run_input = run_input
+        self.metrics = metrics
+        self.records: dict[str, CallRecord] = {
+            n.name: CallRecord(n.name, n.endpoint.method, redact_url(n.endpoint.url))
+            for n in sorted(plan.nodes, key=lambda n: n.index)
+        }
+        self.results: dict[str, Any] = {}
+        self._nodes = {n.name: n for n in plan.nodes}
+        self._outputs: dict[str, Any] = {}
+        self._blocked: set[str] = set()  # failed, or skipped because a data dependency failed
+        self._failed: list[str] = []
+        self._waiting = {n.name: len(n.waits_for) for n in plan.nodes}
+        self._unfinished = len(plan.nodes)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self._abort: Exception | None = None
+        self._slots = asyncio.Semaphore(limits.max_concurrent)
+        self._deadline: float | None = None
+        self._done: asyncio.Future[None] | None = None
+
+    async def run(self) -> Exception | None:
+        """Run to the end; return the error that aborted the run (not raised), if any.
+
+        Raises:
+            asyncio.CancelledError: the caller was cancelled; every call is recorded first.
+        """
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        if not self.plan.nodes:
+            return None
+        timer = None
+        if self.limits.total_timeout is not None:
+            self._deadline = loop.time() + self.limits.total_timeout
+            timer = loop.call_at(self._deadline, self._on_deadline)
+        for node in self.plan.nodes:
+            if self._waiting[node.name] == 0:
+                self._launch(node)
+        try:
+            await self._done
+        except asyncio.CancelledError:
+            await self._stop()
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if self._abort is not None:
+            await self._stop()
+        return self._abort
+
+    def ordered_results(self) -> dict[str, Any]:
+        """Finished endpoints' results in the config's endpoint order."""
+        return {name: self.results[name] for name in self.records if name in self.results}
+
+    # -- graph bookkeeping -------------------------------------------------------------------
+
+    def _launch(self, node: Node) -> None:
+        task = asyncio.get_running_loop().create_task(self._run_node(node))
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._on_done, node))
+
+    async def _run_node(self, node: Node) -> None:
+        record = self.records[node.name]
+        failed_dep = next((d for d in node.needs if d in self._blocked), None)
+        if failed_dep is not None:
+            record.reason = f"dependency {failed_dep!r} failed"
+            record.to(CallState.SKIPPED)
+            return
+        source = self._outputs[node.input_from] if node.input_from else self.run_input
+        self._outputs[node.name] = await run_call(
+            node,
+            record,
+            self.svc,
+            input=source,
+            results=self.results,
+            run_input=self.run_input,
+            slots=self._slots,
+            deadline=self._deadline,
+        )
+
+    def _on_done(self, node: Node, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if self._stopping or task.cancelled():
+            return
+        record = self.records[node.name]
+        exc = task.exception()
+        if exc is not None:  # a bug in the engine, not an API failure: stop and surface it
+            record.error = exc
+            if not record.state.terminal:
+                record.to(CallState.FAILED)
+            self._stop_with(exc)
+            return
+        self._account(record)
+        self._settle(node, record)
+        if self._abort is not None:
+            return
+        self._unfinished -= 1
+        for child in self.plan.children[node.name]:
+            self._waiting[child] -= 1
+            if self._waiting[child] == 0:
+                self._launch(self._nodes[child])
+        if self._unfinished == 0 and self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    def _settle(self, node: Node, record: CallRecord) -> None:
+        """File the call's result and decide whether its failure stops the run."""
+        state = record.state
+        if state is CallState.SKIPPED:
+            if record.reason and record.reason.startswith("dependency"):
+                self._blocked.add(node.name)
+            return
+        self.results[node.name] = record.result
+        if state not in (CallState.FAILED, CallState.CIRCUIT_OPEN) or record.rescued:
+            return
+        self._blocked.add(node.name)
+        self._failed.append(node.name)
+        assert record.error is not None
+        if isinstance(record.error, ConfigError):
+            self._stop_with(record.error)
+        elif self.limits.fail_fast:
+            self._stop_with(FailFastError(node.name, record.error, results=self.ordered_results()))
+        elif (
+            self.limits.error_threshold is not None
+            and len(self._failed) / len(self.plan) > self.limits.error_threshold
+        ):
+            self._stop_with(
+                ErrorThresholdExceeded(
+                    list(self._failed),
+                    len(self.plan),
+                    self.limits.error_threshold,
+                    results=self.ordered_results(),
+                )
+            )
+
+    def _account(self, record: CallRecord) -> None:
+        m = self.metrics
+        if m is None:
+            return
+        name = record.endpoint
+        wait_ms = sum(a.rate_wait_s for a in record.attempts) * 1000
+        if wait_ms:
+            m.record_rate_limit_wait(name, wait_ms)
+        retries = max(0, len(record.attempts) - 1)
+        state = record.state
+        if state is CallState.OK:
+            latency = record.attempts[-1].latency_s if record.attempts else None
+            m.record_request(name, (latency or 0.0) * 1000, retries=retries)
+        elif state is CallState.CACHED:
+            m.record_cache_hit(name)
+        elif state is CallState.SKIPPED:
+            m.record_skip(name)
+        elif state is CallState.CIRCUIT_OPEN:
+            m.record_error(name, "circuit_open")
+        elif state is CallState.FAILED:
+            m.record_error(name, error_type(record.error), retries=retries)
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    def _on_deadline(self) -> None:
+        pending = [r.endpoint for r in self.records.values() if not r.state.terminal]
+        assert self.limits.total_timeout is not None
+        self._stop_with(
+            OrchestrationTimeout(self.limits.total_timeout, pending, results=self.ordered_results())
+        )
+
+    def _stop_with(self, error: Exception) -> None:
+        if self._abort is None:
+            self._abort = error
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    async def _stop(self) -> None:
+        """Cancel every running call, wait for each to record itself, mark the rest."""
+        self._stopping = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        try:
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+        finally:  # even if cancelled again while waiting, no call is left without an outcome
+            for record in self.records.values():
+                if not record.state.terminal:
+                    record.to(CallState.CANCELLED)
+        if isinstance(self._abort, RunAborted):  # results as of now, not as of the failure
+            self._abort.results = self.ordered_results()
+
+
+def error_type(exc: BaseException | None) -> str:
+    """A short class of failure for metrics: timeout, transport, http_503, parse, ..."""
+    if isinstance(exc, CallTimeout):
+        return "timeout"
+    if isinstance(exc, TransportError):
+        return "transport"
+    if isinstance(exc, HTTPStatusError):
+        return f"http_{exc.status}"
+    if isinstance(exc, ResponseParseError):
+        return "parse"
+    if isinstance(exc, ConfigError):
+        return "config"
+    return "error"

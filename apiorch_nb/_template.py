@@ -1,0 +1,135 @@
+"""`{name}` / `{name.field.0}` placeholders in URLs, params, headers and bodies.
+
+Templates are compiled once per endpoint, so an endpoint without placeholders costs nothing
+per call. ``{{`` and ``}}`` are literal braces. A placeholder that nothing fills is an error
+naming the endpoint and the placeholder, never a silent literal.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import TemplateError
+
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][\w-]*(?:\.[\w-]+)*)\}")
+_MISSING = object()
+
+
+class Context(Mapping[str, Any]):
+    """What an endpoint can see: its own input, earlier results by name, then the run input.
+
+    Lookup goes through the layers in that order, so ``context["amount"]`` finds a field of
+    the endpoint's input and ``context["user"]`` the result of the endpoint named ``user``.
+    ``condition`` callables receive one of these.
+    """
+
+    __slots__ = ("input", "results", "run_input")
+
+    def __init__(self, input: Any, results: Mapping[str, Any], run_input: Any) -> None:
+        self.input = input
+        self.results = results
+        self.run_input = run_input
+
+    def _layers(self) -> tuple[Mapping[str, Any], ...]:
+        layers: list[Mapping[str, Any]] = []
+        if isinstance(self.input, Mapping):
+            layers.append(self.input)
+        layers.append(self.results)
+        if isinstance(self.run_input, Mapping) and self.run_input is not self.input:
+            layers.append(self.run_input)
+        return tuple(layers)
+
+    def __getitem__(self, key: str) -> Any:
+        for layer in self._layers():
+            if key in layer:
+                return layer[key]
+        raise KeyError(key)
+
+    def __iter__(self) -> Any:
+        seen: set[str] = set()
+        for layer in self._layers():
+            for key in layer:
+                if key not in seen:
+                    seen.add(key)
+                    yield key
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"Context(input={self.input!r}, results={list(self.results)!r})"
+
+
+def has_placeholders(value: Any) -> bool:
+    """True if `value` (a string, or dict/list holding strings) contains a placeholder."""
+    if isinstance(value, str):
+        return "{" in value and _PLACEHOLDER.search(value) is not None
+    if isinstance(value, Mapping):
+        return any(has_placeholders(k) or has_placeholders(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(has_placeholders(v) for v in value)
+    return False
+
+
+def lookup(context: Mapping[str, Any], path: str) -> Any:
+    """Follow a dotted path through mappings, attributes and list indices; _MISSING if absent."""
+    head, *rest = path.split(".")
+    value = context.get(head, _MISSING)
+    for part in rest:
+        if value is _MISSING:
+            break
+        if isinstance(value, Mapping):
+            value = value.get(part, _MISSING)
+        elif isinstance(value, (list, tuple)) and part.lstrip("-").isdigit():
+            index = int(part)
+            value = value[index] if -len(value) <= index < len(value) else _MISSING
+        else:
+            value = getattr(value, part, _MISSING)
+    return value
+
+
+def render(value: Any, context: Mapping[str, Any], endpoint: str, field: str) -> Any:
+    """Fill every placeholder in `value`.
+
+    A string that is exactly one placeholder keeps the value's type (``{"id": "{user.id}"}``
+    sends the number), otherwise values are formatted into the string.
+
+    Raises:
+        TemplateError: a placeholder that nothing in `context` fills.
+    """
+    if isinstance(value, str):
+        return _render_str(value, context, endpoint, field)
+    if isinstance(value, Mapping):
+        return {
+            render(k, context, endpoint, field): render(v, context, endpoint, f"{field}.{k}")
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [render(v, context, endpoint, field) for v in value]
+    return value
+
+
+def _render_str(text: str, context: Mapping[str, Any], endpoint: str, field: str) -> Any:
+    if "{" not in text and "}" not in text:
+        return text
+    whole = _PLACEHOLDER.fullmatch(text)
+    if whole and whole.group(1):
+        value = lookup(context, whole.group(1))
+        if value is _MISSING:
+            raise TemplateError(endpoint, whole.group(1), field)
+        return value
+
+    def fill(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token == "{{":
+            return "{"
+        if token == "}}":
+            return "}"
+        value = lookup(context, match.group(1))
+        if value is _MISSING:
+            raise TemplateError(endpoint, match.group(1), field)
+        return str(value)
+
+    return _PLACEHOLDER.sub(fill, text)

@@ -1,0 +1,305 @@
+"""`APIOrchestrator`, the facade scripts and notebooks use, and the spec's two factories."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
+
+import aiohttp
+
+from . import _http
+from ._call_runner import Services
+from ._plan import compile_plan
+from ._scheduler import RunLimits, Scheduler
+from .breaker import CircuitBreaker
+from .cache import Cache, MemoryCache
+from .config import APIOrchestrationConfig, OrchestrationMode
+from .endpoint import APIEndpoint
+from .errors import ConfigError, RunAborted
+from .metrics import IOMetrics, MetricsSnapshot
+from .ratelimit import InMemoryRateLimiter, Limiter, RateLimit
+from .retry import RetryPolicy
+from .run import Run
+
+#: Limiter category that every request counts against when ``global_rate_limit`` is set.
+GLOBAL_CATEGORY = "global"
+
+
+def endpoint_category(name: str) -> str:
+    """The limiter category holding endpoint `name`'s rate and burst limits."""
+    return f"endpoint:{name}"
+
+
+class APIOrchestrator:
+    """Runs an `APIOrchestrationConfig` on aiohttp; keeps limits, breakers, cache and metrics
+    across runs.
+
+    One aiohttp session is kept per event loop and closed by `close()`, by ``async with``,
+    or when the loop shuts down (``asyncio.run``), so reusing an orchestrator in a new loop
+    just works.
+
+    Example::
+
+        async with APIOrchestrator(config) as orchestrator:
+            result = await orchestrator.execute({"user_id": 123})
+            print(orchestrator.get_metrics().success_rate)
+    """
+
+    def __init__(
+        self,
+        config: APIOrchestrationConfig,
+        *,
+        limiter: Limiter | None = None,
+        cache: Cache | None = None,
+    ) -> None:
+        if not isinstance(config, APIOrchestrationConfig):
+            raise ConfigError(f"APIOrchestrator needs an APIOrchestrationConfig, got {config!r}")
+        self.config = config
+        self._plan = compile_plan(config.endpoints, config.mode)
+        self._metrics = IOMetrics() if config.metrics_enabled else None
+        self._limiter = limiter if limiter is not None else InMemoryRateLimiter()
+        categories = self._configure_limits(config)
+        self._services = Services(
+            limiter=self._limiter,
+            categories=categories,
+            breakers={
+                ep.name: CircuitBreaker(
+                    config.circuit_breaker_threshold, config.circuit_breaker_timeout, name=ep.name
+                )
+                for ep in config.endpoints
+            },
+            policies={
+                ep.name: RetryPolicy(ep.retry_count, ep.retry_delay, ep.retry_on)
+                for ep in config.endpoints
+            },
+            cache=(cache if cache is not None else MemoryCache()) if config.cache_ttl else None,
+            cache_ttl=config.cache_ttl or 0.0,
+            cache_key_generator=config.cache_key_generator,
+            log_requests=config.log_requests,
+            log_responses=config.log_responses,
+        )
+        self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._session_keeper: AsyncGenerator[None, None] | None = None
+        #: The record of the most recent ``execute`` (also set when it raised or was cancelled).
+        self.last_run: Run | None = None
+
+    def _configure_limits(self, config: APIOrchestrationConfig) -> dict[str, tuple[str, ...]]:
+        window = config.rate_limit_window
+        if config.global_rate_limit is not None:
+            self._limiter.configure(GLOBAL_CATEGORY, [RateLimit(config.global_rate_limit, window)])
+        categories: dict[str, tuple[str, ...]] = {}
+        for ep in config.endpoints:
+            rates = []
+            if ep.rate_limit is not None:
+                rates.append(RateLimit(ep.rate_limit, window))
+            if ep.burst_limit is not None:
+                rates.append(RateLimit(ep.burst_limit, 1.0))
+            cats = []
+            if rates:
+                self._limiter.configure(endpoint_category(ep.name), rates)
+                cats.append(endpoint_category(ep.name))
+            if config.global_rate_limit is not None:
+                cats.append(GLOBAL_CATEGORY)
+            if cats:
+                categories[ep.name] = tuple(cats)
+        return categories
+
+    @property
+    def endpoints(self) -> list[APIEndpoint]:
+        return self.config.endpoints
+
+    @property
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """Each endpoint's circuit breaker; their state lasts across runs."""
+        return self._services.breakers
+
+    @property
+    def limiter(self) -> Limiter:
+        return self._limiter
+
+    async def execute(self, data: Any = None) -> Any:
+        """Run every endpoint once; return ``{name: result}`` or the ``result_merger``'s value.
+
+        `data` is the run's input: it fills templates, is what conditions and
+        ``transform_input`` see, and is sent as the JSON body of POST/PUT/PATCH endpoints
+        that have no ``body`` of their own. Skipped endpoints are absent from the result;
+        a failed one holds its ``error_handler``'s value or ``{"error": ..., "status": ...}``.
+
+        Raises:
+            FailFastError: ``fail_fast`` and an endpoint failed unrescued.
+            ErrorThresholdExceeded: too large a share of the endpoints failed.
+            OrchestrationTimeout: ``total_timeout`` ran out.
+            ConfigError: a template or URL that cannot be filled at run time.
+        """
+        session = await self._session_for_running_loop()
+        self._services.session = session
+        cfg = self.config
+        scheduler = Scheduler(
+            self._plan,
+            self._services,
+            RunLimits(cfg.max_concurrent, cfg.total_timeout, cfg.fail_fast, cfg.error_threshold),
+            run_input=data,
+            metrics=self._metrics,
+        )
+        started = time.monotonic()
+        error: BaseException | None = None
+        try:
+            error = await scheduler.run()
+        except asyncio.CancelledError as exc:
+            error = exc
+            raise
+        finally:
+            run = Run(
+                mode=cfg.mode,
+                records=scheduler.records,
+                results=scheduler.ordered_results(),
+                started_at=started,
+                ended_at=time.monotonic(),
+                error=error,
+            )
+            self.last_run = run
+        if error is not None:
+            if isinstance(error, RunAborted):
+                error.run = run
+            raise error
+        if cfg.result_merger is not None:
+            run.data = cfg.result_merger(list(run.results.values()))
+        else:
+            run.data = run.results
+        return run.data
+
+    def get_metrics(self) -> MetricsSnapshot:
+        """Totals over every run of this orchestrator (empty if metrics are disabled)."""
+        return (self._metrics or IOMetrics()).snapshot()
+
+    def clear_cache(self, name: str) -> None:
+        """Forget endpoint `name`'s cached responses.
+
+        Raises:
+            ConfigError: no endpoint has that name.
+        """
+        if name not in self._services.breakers:
+            raise ConfigError(
+                f"clear_cache: no endpoint named {name!r}; known: {sorted(self._services.breakers)}"
+            )
+        if self._services.cache is not None:
+            self._services.cache.clear(name)
+
+    def clear_all_cache(self) -> None:
+        """Forget every cached response."""
+        if self._services.cache is not None:
+            self._services.cache.clear()
+
+    # -- session lifecycle -------------------------------------------------------------------
+
+    async def _session_for_running_loop(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        session = self._services.session
+        if session is not None and self._session_loop is loop and not session.closed:
+            return session
+        if session is not None and self._session_loop is not loop:
+            _abandon(session)
+        session = _http.new_session()
+        # An async generator parked on `yield` is finalised by the loop's shutdown
+        # (asyncio.run calls shutdown_asyncgens) or by garbage collection on its loop,
+        # which closes the session there even if close() is never called.
+        keeper = _close_on_shutdown(session)
+        await keeper.__anext__()
+        self._services.session = session
+        self._session_loop = loop
+        self._session_keeper = keeper
+        return session
+
+    async def close(self) -> None:
+        """Close the aiohttp session (and its connections). The orchestrator stays usable."""
+        keeper, self._session_keeper = self._session_keeper, None
+        session, self._services.session = self._services.session, None
+        if keeper is not None and self._session_loop is asyncio.get_running_loop():
+            await keeper.aclose()
+        elif session is not None:
+            _abandon(session)
+        self._session_loop = None
+
+    async def __aenter__(self) -> APIOrchestrator:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"APIOrchestrator(mode={self.config.mode.value}, "
+            f"endpoints={[ep.name for ep in self.config.endpoints]})"
+        )
+
+
+async def _close_on_shutdown(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await session.close()
+
+
+def _abandon(session: aiohttp.ClientSession) -> None:
+    """Drop a session whose loop is gone or elsewhere: mark it closed, close its sockets."""
+    connector = session.connector
+    with contextlib.suppress(Exception):
+        session.detach()
+    if connector is not None:
+        with contextlib.suppress(Exception):
+            connector._close()  # sync part of close(); the old loop cannot run the rest
+
+
+def create_sequential_api_chain(
+    endpoints: Sequence[tuple[str, str]],
+    headers: dict[str, str] | None = None,
+    *,
+    method: str = "GET",
+    **options: Any,
+) -> APIOrchestrator:
+    """An orchestrator that calls ``(name, url)`` pairs one after another.
+
+    `headers` go on every request; other keyword arguments are `APIOrchestrationConfig`
+    fields (``total_timeout``, ``fail_fast``, ...) or, if they name an `APIEndpoint`
+    field (``timeout``, ``retry_count``, ...), apply to every endpoint.
+    """
+    return _factory(endpoints, OrchestrationMode.SEQUENTIAL, headers, method, options)
+
+
+def create_parallel_aggregator(
+    endpoints: Sequence[tuple[str, str]],
+    max_concurrent: int = 10,
+    timeout: float = 30.0,
+    *,
+    headers: dict[str, str] | None = None,
+    method: str = "GET",
+    **options: Any,
+) -> APIOrchestrator:
+    """An orchestrator that calls ``(name, url)`` pairs concurrently and returns
+    ``{name: result}``; `timeout` is each call's timeout in seconds."""
+    options = {"timeout": timeout, "max_concurrent": max_concurrent, **options}
+    return _factory(endpoints, OrchestrationMode.PARALLEL, headers, method, options)
+
+
+def _factory(
+    pairs: Sequence[tuple[str, str]],
+    mode: OrchestrationMode,
+    headers: dict[str, str] | None,
+    method: str,
+    options: dict[str, Any],
+) -> APIOrchestrator:
+    endpoint_fields = set(APIEndpoint.__dataclass_fields__) - {"name", "url"}
+    config_fields = set(APIOrchestrationConfig.__dataclass_fields__) - {"endpoints", "mode"}
+    per_endpoint = {k: v for k, v in options.items() if k in endpoint_fields}
+    run_options = {k: v for k, v in options.items() if k in config_fields}
+    unknown = set(options) - set(per_endpoint) - set(run_options)
+    if unknown:
+        raise ConfigError(f"unknown option(s) {sorted(unknown)}")
+    endpoints = [
+        APIEndpoint(name=name, url=url, method=method, headers=dict(headers or {}), **per_endpoint)
+        for name, url in pairs
+    ]
+    return APIOrchestrator(APIOrchestrationConfig(endpoints=endpoints, mode=mode, **run_options))
