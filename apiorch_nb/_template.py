@@ -108,6 +108,8 @@ def render(value: Any, context: Mapping[str, Any], endpoint: str, field: str) ->
         }
     if isinstance(value, list):
         return [render(v, context, endpoint, field) for v in value]
+    if isinstance(value, tuple):  # has_placeholders looks into tuples, so render must too
+        return tuple(render(v, context, endpoint, field) for v in value)
     return value
 
 

@@ -50,6 +50,11 @@ class APIEndpoint:
     condition: Callable[[Any], Any] | None = None
     error_handler: Callable[[Exception], Any] | None = None
     depends_on: list[str] = field(default_factory=list)
+    #: Seconds that ``rate_limit`` counts over; None uses the config's ``rate_limit_window``.
+    rate_limit_window: float | None = None
+    #: Seconds to cache this endpoint's responses; None uses the config's ``cache_ttl``,
+    #: 0 turns caching off for this endpoint.
+    cache_ttl: float | None = None
 
     def __post_init__(self) -> None:
         if (
@@ -73,10 +78,14 @@ class APIEndpoint:
         if isinstance(self.depends_on, str):
             self.depends_on = [self.depends_on]
         self.depends_on = list(self.depends_on or [])
-        self.retry_on = frozenset(int(s) for s in self.retry_on)
+        self.retry_on = _check_statuses(where, self.retry_on)
         _check_number(where, "timeout", self.timeout, positive=True)
         _check_number(where, "retry_delay", self.retry_delay)
         _check_int(where, "retry_count", self.retry_count, minimum=0)
+        if self.rate_limit_window is not None:
+            _check_number(where, "rate_limit_window", self.rate_limit_window, positive=True)
+        if self.cache_ttl is not None:
+            _check_number(where, "cache_ttl", self.cache_ttl)
         for name in ("rate_limit", "burst_limit"):
             if getattr(self, name) is not None:
                 _check_int(where, name, getattr(self, name), minimum=1)
@@ -109,9 +118,20 @@ class APIEndpoint:
 def _check_number(where: str, name: str, value: Any, *, positive: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{where}: {name} must be a number, got {value!r}")
-    if value < 0 or (positive and value == 0):
+    if not value >= 0 or (positive and value == 0):  # `not >=` also refuses NaN
         bound = "> 0" if positive else ">= 0"
         raise ConfigError(f"{where}: {name} must be {bound}, got {value!r}")
+
+
+def _check_statuses(where: str, value: Any) -> frozenset[int]:
+    try:
+        if isinstance(value, (str, bytes)):
+            raise TypeError
+        return frozenset(int(s) for s in value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{where}: retry_on must be a collection of HTTP status codes, got {value!r}"
+        ) from None
 
 
 def _check_int(where: str, name: str, value: Any, *, minimum: int) -> None:

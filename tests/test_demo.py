@@ -39,8 +39,23 @@ async def fetch(
         return resp.status, json.loads(raw) if raw else None, resp
 
 
+_OTHER_SERVERS: set[int | None] = set()
+
+
+@pytest.fixture(autouse=True)
+def _ignore_servers_started_elsewhere() -> None:
+    """The session's shared demo server (conftest) also runs in an apiorch-demo thread."""
+    _OTHER_SERVERS.clear()
+    _OTHER_SERVERS.update(t.ident for t in threading.enumerate() if t.name == "apiorch-demo")
+
+
 def demo_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "apiorch-demo"]
+    """Demo-server threads started by this test."""
+    return [
+        t
+        for t in threading.enumerate()
+        if t.name == "apiorch-demo" and t.ident not in _OTHER_SERVERS
+    ]
 
 
 # -- run modes ----------------------------------------------------------------------------
