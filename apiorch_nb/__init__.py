@@ -13,6 +13,7 @@ from .endpoint import APIEndpoint
 from .errors import (
     CallError,
     CallTimeout,
+    CellSyntaxError,
     CircuitOpenError,
     ConfigError,
     ErrorThresholdExceeded,
@@ -40,6 +41,7 @@ __all__ = [
     "CallError",
     "CallState",
     "CallTimeout",
+    "CellSyntaxError",
     "CircuitBreaker",
     "CircuitOpenError",
     "ConfigError",

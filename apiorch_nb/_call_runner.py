@@ -51,7 +51,7 @@ class Services:
     breakers: dict[str, CircuitBreaker]
     policies: dict[str, RetryPolicy]
     cache: Cache | None = None
-    cache_ttl: float = 0.0
+    cache_ttls: dict[str, float] = field(default_factory=dict)  # endpoint name -> seconds
     cache_key_generator: Callable[[APIEndpoint], Any] | None = None
     log_requests: bool = False
     log_responses: bool = False
@@ -99,6 +99,8 @@ async def run_call(
             else input
         )
         request = build_request(node, shaped, results, run_input)
+        if node.templated:
+            record.url = redact_url(request.url)
         response = await _fetch(node, record, svc, request, slots, deadline)
         if response is None:  # answered from the cache
             return record.result
@@ -147,7 +149,8 @@ async def _fetch(
 ) -> _http.Response | None:
     """The response from the network, or None after putting a cache hit into `record`."""
     ep = node.endpoint
-    if svc.cache is None or request.method not in _CACHEABLE_METHODS:
+    ttl = svc.cache_ttls.get(ep.name)
+    if svc.cache is None or not ttl or request.method not in _CACHEABLE_METHODS:
         return await _send_with_breaker(ep, record, svc, request, slots, deadline)
     key = _cache_key(node, svc, request)
     while True:
@@ -163,7 +166,7 @@ async def _fetch(
         response: _http.Response | None = None
         try:
             response = await _send_with_breaker(ep, record, svc, request, slots, deadline)
-            svc.cache.set(ep.name, key, response, svc.cache_ttl)
+            svc.cache.set(ep.name, key, response, ttl)
             return response
         finally:
             svc.singleflight.finish(ep.name, key, response)

@@ -8,7 +8,10 @@ Two kinds of edge come out:
 * *data* edges (``needs``): the endpoint uses that endpoint's output. ``depends_on`` and
   the PIPELINE chain are data edges; if the dependency failed, the endpoint is skipped.
 
-Endpoints run in a stable topological order: list order wherever ``depends_on`` allows it.
+A placeholder that names another endpoint (``{user.id}``) is a data edge too, as if it
+were in ``depends_on``: a template that reads an earlier result must not race it.
+
+Endpoints run in a stable topological order: list order wherever the edges allow it.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ._template import has_placeholders
-from .config import OrchestrationMode
+from ._template import has_placeholders, placeholder_heads
+from .config import OrchestrationMode, _find_cycle
 from .endpoint import APIEndpoint
+from .errors import ConfigError
 
 _CHAINED = {OrchestrationMode.SEQUENTIAL, OrchestrationMode.CONDITIONAL, OrchestrationMode.PIPELINE}
 
@@ -51,16 +55,30 @@ class Plan:
     def __len__(self) -> int:
         return len(self.nodes)
 
+    def edges(self) -> list[tuple[str, str, str]]:
+        """Every edge as (dependency, dependant, "order" | "data")."""
+        out = [(dep, n.name, "data") for n in self.nodes for dep in n.needs]
+        out += [(dep, n.name, "order") for n in self.nodes for dep in n.after]
+        return out
+
 
 def compile_plan(endpoints: Sequence[APIEndpoint], mode: OrchestrationMode) -> Plan:
-    """The graph `mode` implies for `endpoints` (already validated: no cycles, known names)."""
-    order = _stable_topological_order(endpoints)
+    """The graph `mode` implies for `endpoints` (already validated: no depends_on cycles).
+
+    Raises:
+        ConfigError: template references close a cycle.
+    """
+    deps = _dependencies(endpoints)
+    cycle = _find_cycle(deps)
+    if cycle:
+        raise ConfigError(f"depends_on and template references form a cycle: {' -> '.join(cycle)}")
+    order = _stable_topological_order(endpoints, deps)
     position = {ep.name: i for i, ep in enumerate(endpoints)}
     nodes: list[Node] = []
     previous: str | None = None
     for ep in order:
         pipeline_prev = previous if mode is OrchestrationMode.PIPELINE else None
-        needs = tuple(dict.fromkeys([*ep.depends_on, *([pipeline_prev] if pipeline_prev else [])]))
+        needs = tuple(dict.fromkeys([*deps[ep.name], *([pipeline_prev] if pipeline_prev else [])]))
         after: tuple[str, ...] = ()
         if mode in _CHAINED and previous is not None and previous not in needs:
             after = (previous,)
@@ -84,14 +102,29 @@ def compile_plan(endpoints: Sequence[APIEndpoint], mode: OrchestrationMode) -> P
     return Plan(mode, tuple(nodes), {k: tuple(v) for k, v in children.items()})
 
 
-def _stable_topological_order(endpoints: Sequence[APIEndpoint]) -> list[APIEndpoint]:
+def _dependencies(endpoints: Sequence[APIEndpoint]) -> dict[str, list[str]]:
+    """Each endpoint's depends_on plus the endpoints its templates name."""
+    names = {ep.name for ep in endpoints}
+    deps: dict[str, list[str]] = {}
+    for ep in endpoints:
+        referenced = set().union(
+            *(placeholder_heads(v) for v in (ep.url, ep.params, ep.headers, ep.body))
+        )
+        implicit = sorted((referenced & names) - {ep.name} - set(ep.depends_on))
+        deps[ep.name] = [*dict.fromkeys(ep.depends_on), *implicit]
+    return deps
+
+
+def _stable_topological_order(
+    endpoints: Sequence[APIEndpoint], deps: dict[str, list[str]]
+) -> list[APIEndpoint]:
     """Kahn's algorithm that always picks the earliest-listed ready endpoint."""
     position = {ep.name: i for i, ep in enumerate(endpoints)}
-    waiting = {ep.name: len(set(ep.depends_on)) for ep in endpoints}
+    waiting = {name: len(d) for name, d in deps.items()}
     dependants: dict[str, list[str]] = {ep.name: [] for ep in endpoints}
-    for ep in endpoints:
-        for dep in set(ep.depends_on):
-            dependants[dep].append(ep.name)
+    for name, d in deps.items():
+        for dep in d:
+            dependants[dep].append(name)
     ready = [position[name] for name, count in waiting.items() if count == 0]
     heapq.heapify(ready)
     order: list[APIEndpoint] = []

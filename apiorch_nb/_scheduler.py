@@ -122,18 +122,23 @@ class Scheduler:
         if failed_dep is not None:
             record.reason = f"dependency {failed_dep!r} failed"
             record.to(CallState.SKIPPED)
-            return
-        source = self._outputs[node.input_from] if node.input_from else self.run_input
-        self._outputs[node.name] = await run_call(
-            node,
-            record,
-            self.svc,
-            input=source,
-            results=self.results,
-            run_input=self.run_input,
-            slots=self._slots,
-            deadline=self._deadline,
-        )
+        else:
+            source = self._outputs[node.input_from] if node.input_from else self.run_input
+            self._outputs[node.name] = await run_call(
+                node,
+                record,
+                self.svc,
+                input=source,
+                results=self.results,
+                run_input=self.run_input,
+                slots=self._slots,
+                deadline=self._deadline,
+            )
+        # Settled in the call's own task, not in its done callback: a call queued for the
+        # slot this one just freed is already scheduled to wake, and a failure that stops
+        # the run must cancel it before it can send.
+        self._account(record)
+        self._settle(node, record)
 
     def _on_done(self, node: Node, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -147,8 +152,6 @@ class Scheduler:
                 record.to(CallState.FAILED)
             self._stop_with(exc)
             return
-        self._account(record)
-        self._settle(node, record)
         if self._abort is not None:
             return
         self._unfinished -= 1
@@ -223,6 +226,10 @@ class Scheduler:
     def _stop_with(self, error: Exception) -> None:
         if self._abort is None:
             self._abort = error
+        current = asyncio.current_task()
+        for task in self._tasks:  # now: a call woken meanwhile must not send first
+            if task is not current:
+                task.cancel()
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
 

@@ -7,13 +7,14 @@ naming the endpoint and the placeholder, never a silent literal.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from .errors import TemplateError
 
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][\w-]*(?:\.[\w-]+)*)\}")
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{(\$?[A-Za-z_][\w-]*(?:\.[\w-]+)*)\}")
 _MISSING = object()
 
 
@@ -22,15 +23,23 @@ class Context(Mapping[str, Any]):
 
     Lookup goes through the layers in that order, so ``context["amount"]`` finds a field of
     the endpoint's input and ``context["user"]`` the result of the endpoint named ``user``.
-    ``condition`` callables receive one of these.
+    ``condition`` callables receive one of these. Names starting with ``$`` (such as
+    ``$secrets``) come only from `system`, which no input or result can shadow.
     """
 
-    __slots__ = ("input", "results", "run_input")
+    __slots__ = ("input", "results", "run_input", "system")
 
-    def __init__(self, input: Any, results: Mapping[str, Any], run_input: Any) -> None:
+    def __init__(
+        self,
+        input: Any,
+        results: Mapping[str, Any],
+        run_input: Any,
+        system: Mapping[str, Any] | None = None,
+    ) -> None:
         self.input = input
         self.results = results
         self.run_input = run_input
+        self.system = system or {}
 
     def _layers(self) -> tuple[Mapping[str, Any], ...]:
         layers: list[Mapping[str, Any]] = []
@@ -42,6 +51,8 @@ class Context(Mapping[str, Any]):
         return tuple(layers)
 
     def __getitem__(self, key: str) -> Any:
+        if key.startswith("$"):
+            return self.system[key]
         for layer in self._layers():
             if key in layer:
                 return layer[key]
@@ -73,8 +84,23 @@ def has_placeholders(value: Any) -> bool:
     return False
 
 
+def placeholder_heads(value: Any) -> set[str]:
+    """The first name of every placeholder in `value` (``{user.id}`` -> ``user``)."""
+    if isinstance(value, str):
+        return {m.group(1).split(".", 1)[0] for m in _PLACEHOLDER.finditer(value) if m.group(1)}
+    if isinstance(value, Mapping):
+        return set().union(*(placeholder_heads(k) | placeholder_heads(v) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return set().union(*(placeholder_heads(v) for v in value))
+    return set()
+
+
 def lookup(context: Mapping[str, Any], path: str) -> Any:
-    """Follow a dotted path through mappings, attributes and list indices; _MISSING if absent."""
+    """Follow a dotted path through mappings, attributes and list indices; _MISSING if absent.
+
+    Attribute steps never reach private or dunder names, so a template cannot walk from a
+    result into the interpreter's internals.
+    """
     head, *rest = path.split(".")
     value = context.get(head, _MISSING)
     for part in rest:
@@ -85,6 +111,8 @@ def lookup(context: Mapping[str, Any], path: str) -> Any:
         elif isinstance(value, (list, tuple)) and part.lstrip("-").isdigit():
             index = int(part)
             value = value[index] if -len(value) <= index < len(value) else _MISSING
+        elif part.startswith("_"):
+            value = _MISSING
         else:
             value = getattr(value, part, _MISSING)
     return value
@@ -94,7 +122,9 @@ def render(value: Any, context: Mapping[str, Any], endpoint: str, field: str) ->
     """Fill every placeholder in `value`.
 
     A string that is exactly one placeholder keeps the value's type (``{"id": "{user.id}"}``
-    sends the number), otherwise values are formatted into the string.
+    sends the number); otherwise values are formatted into the string, strings and numbers
+    as they are and anything else (dicts, lists, booleans, None) as JSON, which is what an
+    HTTP API expects to read.
 
     Raises:
         TemplateError: a placeholder that nothing in `context` fills.
@@ -132,6 +162,17 @@ def _render_str(text: str, context: Mapping[str, Any], endpoint: str, field: str
         value = lookup(context, match.group(1))
         if value is _MISSING:
             raise TemplateError(endpoint, match.group(1), field)
-        return str(value)
+        return _as_text(value)
 
     return _PLACEHOLDER.sub(fill, text)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return str(value)

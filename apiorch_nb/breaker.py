@@ -62,7 +62,7 @@ class CircuitBreaker:
             raise ConfigError(
                 f"CircuitBreaker: threshold must be an integer >= 1, got {threshold!r}"
             )
-        if not isinstance(timeout, (int, float)) or timeout < 0:
+        if not isinstance(timeout, (int, float)) or not timeout >= 0:  # refuses NaN too
             raise ConfigError(f"CircuitBreaker: timeout must be >= 0 seconds, got {timeout!r}")
         self.threshold = threshold
         self.timeout = float(timeout)

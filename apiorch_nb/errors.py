@@ -4,7 +4,8 @@
 
     OrchestrationError
     ├── ConfigError (ValueError)          a bad endpoint/config field; names field and value
-    │   └── TemplateError (KeyError)      a `{placeholder}` that nothing in the run fills
+    │   ├── TemplateError (KeyError)      a `{placeholder}` that nothing in the run fills
+    │   └── CellSyntaxError               a bad .http / %%orchestrate text; names the line
     ├── CallError                         one call gave up; .endpoint, .attempts
     │   ├── TransportError                connect/reset/DNS/payload, translated from aiohttp
     │   ├── CallTimeout (TimeoutError)    the endpoint's own `timeout` ran out
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CallError",
     "CallTimeout",
+    "CellSyntaxError",
     "CircuitOpenError",
     "ConfigError",
     "ErrorThresholdExceeded",
@@ -69,6 +71,26 @@ class TemplateError(ConfigError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
         return str(self.args[0])
+
+
+class CellSyntaxError(ConfigError):
+    """A line of a ``.http`` file or ``%%orchestrate`` cell that cannot be understood.
+
+    The message names the line and shows it with a caret under the offending part, so the
+    notebook can print it as is.
+    """
+
+    def __init__(
+        self, message: str, *, line: int, source: str = "", column: int = 0, width: int = 1
+    ) -> None:
+        self.line = line
+        self.source = source
+        self.column = column
+        self.problem = message
+        text = f"line {line}: {message}"
+        if source:
+            text += f"\n    {source}\n    {' ' * column}{'^' * max(1, width)}"
+        super().__init__(text)
 
 
 class CallError(OrchestrationError):

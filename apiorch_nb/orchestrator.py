@@ -75,8 +75,12 @@ class APIOrchestrator:
                 ep.name: RetryPolicy(ep.retry_count, ep.retry_delay, ep.retry_on)
                 for ep in config.endpoints
             },
-            cache=(cache if cache is not None else MemoryCache()) if config.cache_ttl else None,
-            cache_ttl=config.cache_ttl or 0.0,
+            cache=(cache if cache is not None else MemoryCache()) if _caches(config) else None,
+            cache_ttls={
+                ep.name: ttl
+                for ep in config.endpoints
+                if (ttl := ep.cache_ttl if ep.cache_ttl is not None else config.cache_ttl)
+            },
             cache_key_generator=config.cache_key_generator,
             log_requests=config.log_requests,
             log_responses=config.log_responses,
@@ -94,7 +98,7 @@ class APIOrchestrator:
         for ep in config.endpoints:
             rates = []
             if ep.rate_limit is not None:
-                rates.append(RateLimit(ep.rate_limit, window))
+                rates.append(RateLimit(ep.rate_limit, ep.rate_limit_window or window))
             if ep.burst_limit is not None:
                 rates.append(RateLimit(ep.burst_limit, 1.0))
             cats = []
@@ -159,6 +163,9 @@ class APIOrchestrator:
                 started_at=started,
                 ended_at=time.monotonic(),
                 error=error,
+                config=cfg,
+                edges=self._plan.edges(),
+                input=data,
             )
             self.last_run = run
         if error is not None:
@@ -234,6 +241,10 @@ class APIOrchestrator:
             f"APIOrchestrator(mode={self.config.mode.value}, "
             f"endpoints={[ep.name for ep in self.config.endpoints]})"
         )
+
+
+def _caches(config: APIOrchestrationConfig) -> bool:
+    return bool(config.cache_ttl) or any(ep.cache_ttl for ep in config.endpoints)
 
 
 async def _close_on_shutdown(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:

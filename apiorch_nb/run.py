@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._call import CallRecord, CallState
-from .config import OrchestrationMode
+from .config import APIOrchestrationConfig, OrchestrationMode
 from .metrics import percentile
 
 
@@ -26,6 +26,10 @@ class Run:
     ended_at: float
     data: Any = None  # what execute() returned (None if it raised)
     error: BaseException | None = None
+    config: APIOrchestrationConfig | None = None  # what ran (for charts and exports)
+    #: The graph that ran: (from, to, kind) with kind "order" or "data" (see _plan.py).
+    edges: list[tuple[str, str, str]] = field(default_factory=list)
+    input: Any = None  # the run's input (execute's `data`)
     outcomes: Counter[str] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -309,13 +309,28 @@ async def test_template_error_names_the_field(
     assert demo.log == []
 
 
-async def test_result_from_a_later_endpoint_is_not_visible(demo: DemoServer) -> None:
+async def test_a_reference_to_a_later_endpoint_waits_for_it(demo: DemoServer) -> None:
     endpoints = [
         APIEndpoint(name="early", url=demo.url + "/users/{late.id}", **FAST),
-        APIEndpoint(name="late", url=demo.url + "/users/1", **FAST),
+        APIEndpoint(name="late", url=demo.url + "/users/2", **FAST),
     ]
-    with pytest.raises(TemplateError, match=r"placeholder \{late.id\}"):
-        await run(endpoints)
+    for mode in (OrchestrationMode.PARALLEL, OrchestrationMode.SEQUENTIAL):
+        demo.reset()
+        result, _ = await run(endpoints, mode=mode)
+        assert result["early"]["id"] == 2
+        # the reference is an edge: `late` is sent first, then `early` with its result
+        assert [r.path for r in demo.log] == ["/users/2", "/users/2"]
+        assert list(result) == ["early", "late"]  # results stay in endpoint order
+
+
+def test_template_references_that_close_a_cycle_are_refused() -> None:
+    endpoints = [
+        APIEndpoint(name="a", url="http://127.0.0.1:1/{b.id}"),
+        APIEndpoint(name="b", url="http://127.0.0.1:1/x", params={"a": "{a.id}"}),
+    ]
+    config = APIOrchestrationConfig(endpoints=endpoints, mode=OrchestrationMode.HYBRID)
+    with pytest.raises(ConfigError, match=r"cycle: (a -> b -> a|b -> a -> b)"):
+        APIOrchestrator(config)
 
 
 async def test_skipped_endpoint_never_fills_its_templates(demo: DemoServer) -> None:
