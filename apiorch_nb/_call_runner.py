@@ -20,7 +20,7 @@ import aiohttp
 from . import _http
 from ._call import CallRecord, CallState
 from ._plan import Node
-from ._redact import redact_mapping, redact_url
+from ._redact import redact_mapping, redact_url, scrub_values
 from ._template import Context, render
 from .breaker import CircuitBreaker
 from .cache import Cache, SingleFlight, default_cache_key
@@ -57,6 +57,12 @@ class Services:
     log_responses: bool = False
     session: aiohttp.ClientSession | None = None
     singleflight: SingleFlight = field(default_factory=SingleFlight)
+    #: Values templates reach as ``{$secrets.NAME}``; never stored or logged in clear.
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    def hide(self, text: str) -> str:
+        """`text` with every secret value replaced by ``[REDACTED]``."""
+        return scrub_values(text, self.secrets.values()) if self.secrets else text
 
 
 @dataclass(slots=True)
@@ -98,24 +104,26 @@ async def run_call(
             if ep.transform_input is not None
             else input
         )
-        request = build_request(node, shaped, results, run_input)
+        request = build_request(node, shaped, results, run_input, svc.secrets)
         if node.templated:
-            record.url = redact_url(request.url)
-        response = await _fetch(node, record, svc, request, slots, deadline)
-        if response is None:  # answered from the cache
-            return record.result
-        record.result = await _parse(ep, response)
-        record.to(CallState.OK)
+            record.url = svc.hide(redact_url(request.url))
+        await _fetch_and_parse(node, record, svc, request, slots, deadline)
     except asyncio.CancelledError:
         if not record.state.terminal:
             record.to(CallState.CANCELLED)
         raise
     except Exception as exc:
-        await _fail(ep, record, exc)
+        await _fail(ep, record, exc, svc)
     return record.result
 
 
-def build_request(node: Node, shaped: Any, results: Mapping[str, Any], run_input: Any) -> Request:
+def build_request(
+    node: Node,
+    shaped: Any,
+    results: Mapping[str, Any],
+    run_input: Any,
+    secrets: Mapping[str, str] | None = None,
+) -> Request:
     """Fill the endpoint's templates; a body-carrying method without ``body`` sends its input.
 
     Raises:
@@ -125,7 +133,7 @@ def build_request(node: Node, shaped: Any, results: Mapping[str, Any], run_input
     ep = node.endpoint
     url, params, headers, body = ep.url, ep.params, ep.headers, ep.body
     if node.templated:
-        ctx = Context(shaped, results, run_input)
+        ctx = Context(shaped, results, run_input, {"$secrets": secrets or {}})
         url = render(url, ctx, ep.name, "url")
         params = render(params, ctx, ep.name, "params")
         headers = {str(k): str(v) for k, v in render(headers, ctx, ep.name, "headers").items()}
@@ -139,37 +147,47 @@ def build_request(node: Node, shaped: Any, results: Mapping[str, Any], run_input
     return Request(ep.method, url, params, headers, body)
 
 
-async def _fetch(
+async def _fetch_and_parse(
     node: Node,
     record: CallRecord,
     svc: Services,
     request: Request,
     slots: asyncio.Semaphore,
     deadline: float | None,
-) -> _http.Response | None:
-    """The response from the network, or None after putting a cache hit into `record`."""
+) -> None:
+    """Get the response (from the cache or the network), parse it into ``record.result``.
+
+    A response is cached only once it has parsed, so a malformed 2xx is never served from
+    the cache; followers of a leader whose response did not parse fetch on their own.
+    """
     ep = node.endpoint
     ttl = svc.cache_ttls.get(ep.name)
     if svc.cache is None or not ttl or request.method not in _CACHEABLE_METHODS:
-        return await _send_with_breaker(ep, record, svc, request, slots, deadline)
+        response = await _send_with_breaker(ep, record, svc, request, slots, deadline)
+        record.result = await _parse(ep, response)
+        record.to(CallState.OK)
+        return
     key = _cache_key(node, svc, request)
     while True:
         cached = svc.cache.get(ep.name, key)
         if cached is not None:
             record.result = await _parse(ep, cached)
             record.to(CallState.CACHED)
-            return None
+            return
         leader = svc.singleflight.claim(ep.name, key)
         if leader is not None:
             await leader  # the leader stores a cacheable response, or we try ourselves
             continue
-        response: _http.Response | None = None
+        stored: _http.Response | None = None
         try:
             response = await _send_with_breaker(ep, record, svc, request, slots, deadline)
+            record.result = await _parse(ep, response)
             svc.cache.set(ep.name, key, response, ttl)
-            return response
+            stored = response
+            record.to(CallState.OK)
+            return
         finally:
-            svc.singleflight.finish(ep.name, key, response)
+            svc.singleflight.finish(ep.name, key, stored)
 
 
 def _cache_key(node: Node, svc: Services, request: Request) -> Hashable:
@@ -245,7 +263,7 @@ async def _attempts(
                 permit = await svc.limiter.acquire_permit(categories)
             record.to(CallState.IN_FLIGHT)
             if svc.log_requests:
-                _log_request(ep, request)
+                _log_request(ep, request, svc)
             try:
                 response = await _http.send(
                     svc.session,
@@ -267,7 +285,7 @@ async def _attempts(
             attempt.status = response.status
             attempt.bytes = len(response.body)
             if svc.log_responses:
-                _log_response(ep, response, loop.time() - (attempt.sent_at or loop.time()))
+                _log_response(ep, response, loop.time() - (attempt.sent_at or loop.time()), svc)
             if response.ok:
                 return response
             error = HTTPStatusError(
@@ -277,7 +295,7 @@ async def _attempts(
                 attempts=attempt.number,
             )
         assert error is not None
-        attempt.error = error.reason
+        attempt.error = svc.hide(error.reason)
         decision = policy.decide(
             AttemptOutcome(
                 attempt=attempt.number,
@@ -313,11 +331,13 @@ async def _parse(ep: APIEndpoint, response: _http.Response) -> Any:
     return value
 
 
-async def _fail(ep: APIEndpoint, record: CallRecord, exc: Exception) -> None:
+async def _fail(ep: APIEndpoint, record: CallRecord, exc: Exception, svc: Services) -> None:
     """Record a failure; let the endpoint's error_handler turn it into a result if it can.
 
     Configuration errors are never rescued: they are bugs in the run, not API failures.
     """
+    if svc.secrets:
+        _hide_in_exception(exc, svc)
     record.error = exc
     record.reason = getattr(exc, "reason", None) or str(exc)
     record.result = error_record(exc)
@@ -340,6 +360,15 @@ async def _fail(ep: APIEndpoint, record: CallRecord, exc: Exception) -> None:
     record.to(state)
 
 
+def _hide_in_exception(exc: Exception, svc: Services) -> None:
+    """Scrub secret values from an error's message before anything can display it."""
+    exc.args = tuple(svc.hide(a) if isinstance(a, str) else a for a in exc.args)
+    for attr in ("reason", "body"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, str):
+            setattr(exc, attr, svc.hide(value))
+
+
 def _call_user(ep: APIEndpoint, what: str, func: Callable[[Any], Any], arg: Any) -> Any:
     """Call a user callable; its exception becomes a CallError naming endpoint and callable."""
     try:
@@ -350,23 +379,21 @@ def _call_user(ep: APIEndpoint, what: str, func: Callable[[Any], Any], arg: Any)
         raise CallError(ep.name, f"{what} raised {type(exc).__name__}: {exc}") from exc
 
 
-def _log_request(ep: APIEndpoint, request: Request) -> None:
+def _log_request(ep: APIEndpoint, request: Request, svc: Services) -> None:
     logger.info(
-        "→ %s %s %s params=%s headers=%s",
-        ep.name,
-        request.method,
-        redact_url(request.url),
-        redact_mapping(request.params),
-        redact_mapping(request.headers),
+        svc.hide(
+            f"→ {ep.name} {request.method} {redact_url(request.url)} "
+            f"params={redact_mapping(request.params)} headers={redact_mapping(request.headers)}"
+        )
     )
 
 
-def _log_response(ep: APIEndpoint, response: _http.Response, elapsed_s: float) -> None:
+def _log_response(
+    ep: APIEndpoint, response: _http.Response, elapsed_s: float, svc: Services
+) -> None:
     logger.info(
-        "← %s %s %s %d bytes in %.1f ms",
-        ep.name,
-        response.status,
-        redact_url(response.url),
-        len(response.body),
-        elapsed_s * 1000,
+        svc.hide(
+            f"← {ep.name} {response.status} {redact_url(response.url)} "
+            f"{len(response.body)} bytes in {elapsed_s * 1000:.1f} ms"
+        )
     )

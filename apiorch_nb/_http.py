@@ -98,11 +98,17 @@ def encode_params(params: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def new_session() -> aiohttp.ClientSession:
     """One session per orchestrator and loop; our scheduler bounds concurrency, not aiohttp."""
-    return aiohttp.ClientSession(
+    session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
         raise_for_status=False,
         auto_decompress=True,
     )
+    # aiohttp silently re-sends an idempotent request once when a kept-alive connection
+    # turns out dead. Our retry policy already decides about retries, and every request
+    # must count against the rate limit, so turn the hidden one off (aiohttp#10790).
+    if hasattr(session, "_retry_connection"):
+        session._retry_connection = False
+    return session
 
 
 async def send(

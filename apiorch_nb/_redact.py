@@ -7,7 +7,7 @@ URLs through here, so a new secret-looking name is taught once and hidden everyw
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -57,3 +57,11 @@ def redact_body(body: Any) -> Any:
     if isinstance(body, list):
         return [redact_body(v) for v in body]
     return body
+
+
+def scrub_values(text: str, values: Iterable[str]) -> str:
+    """`text` with each of `values` (secrets known by value, not by name) replaced."""
+    for value in values:
+        if value and value in text:
+            text = text.replace(value, REDACTED)
+    return text

@@ -246,6 +246,8 @@ class Scheduler:
             for record in self.records.values():
                 if not record.state.terminal:
                     record.to(CallState.CANCELLED)
+                if record.state is CallState.CANCELLED and self.metrics is not None:
+                    self.metrics.record_cancelled(record.endpoint)
         if isinstance(self._abort, RunAborted):  # results as of now, not as of the failure
             self._abort.results = self.ordered_results()
 

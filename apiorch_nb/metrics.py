@@ -3,7 +3,8 @@
 A *request* here is one call the orchestrator tried to send, counted once after its
 retries: it ends as a success or an error. Cache hits and skipped endpoints are not
 requests (they have their own counters); a call refused by an open circuit is an error of
-type ``circuit_open``. Latencies are in milliseconds.
+type ``circuit_open``. Calls cancelled when a run stops early are counted in ``cancelled``,
+not as requests. Latencies are in milliseconds.
 
 Example::
 
@@ -41,6 +42,7 @@ class _Tally:
     __slots__ = (
         "breaker_rejections",
         "cache_hits",
+        "cancelled",
         "error_types",
         "errors",
         "latencies_ms",
@@ -56,6 +58,7 @@ class _Tally:
         self.retries = 0
         self.cache_hits = 0
         self.skipped = 0
+        self.cancelled = 0
         self.breaker_rejections = 0
         self.rate_limit_wait_ms = 0.0
         self.error_types: Counter[str] = Counter()
@@ -78,6 +81,7 @@ class EndpointMetrics:
     retries: int
     cache_hits: int
     skipped: int
+    cancelled: int
     breaker_rejections: int
     rate_limit_wait_ms: float
     error_types: dict[str, int]
@@ -130,6 +134,11 @@ class IOMetrics:
     def record_skip(self, name: str) -> None:
         for t in self._tallies(name):
             t.skipped += 1
+
+    def record_cancelled(self, name: str) -> None:
+        """A call stopped by fail_fast, error_threshold, total_timeout or an interrupt."""
+        for t in self._tallies(name):
+            t.cancelled += 1
 
     def record_rate_limit_wait(self, name: str, wait_ms: float) -> None:
         for t in self._tallies(name):
@@ -186,6 +195,7 @@ def _summary(t: _Tally) -> EndpointMetrics:
         retries=t.retries,
         cache_hits=t.cache_hits,
         skipped=t.skipped,
+        cancelled=t.cancelled,
         breaker_rejections=t.breaker_rejections,
         rate_limit_wait_ms=t.rate_limit_wait_ms,
         error_types=dict(t.error_types),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -39,7 +39,11 @@ class APIOrchestrator:
 
     One aiohttp session is kept per event loop and closed by `close()`, by ``async with``,
     or when the loop shuts down (``asyncio.run``), so reusing an orchestrator in a new loop
-    just works.
+    just works (one loop at a time).
+
+    `secrets` maps names to values that templates reach as ``{$secrets.NAME}``; their
+    values are scrubbed from run records, error messages and logs. `limiter` and `cache`
+    replace the in-memory backends (e.g. with shared ones).
 
     Example::
 
@@ -54,6 +58,7 @@ class APIOrchestrator:
         *,
         limiter: Limiter | None = None,
         cache: Cache | None = None,
+        secrets: Mapping[str, str] | None = None,
     ) -> None:
         if not isinstance(config, APIOrchestrationConfig):
             raise ConfigError(f"APIOrchestrator needs an APIOrchestrationConfig, got {config!r}")
@@ -84,6 +89,7 @@ class APIOrchestrator:
             cache_key_generator=config.cache_key_generator,
             log_requests=config.log_requests,
             log_responses=config.log_responses,
+            secrets={str(k): str(v) for k, v in (secrets or {}).items()},
         )
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self._session_keeper: AsyncGenerator[None, None] | None = None

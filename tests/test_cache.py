@@ -338,3 +338,22 @@ async def test_without_cache_ttl_every_execute_sends(demo: DemoServer) -> None:
         await o.execute()
         await o.execute()
     assert demo.count("/users/1") == 2
+
+
+async def test_a_2xx_that_does_not_parse_is_never_cached(demo: DemoServer) -> None:
+    async with orchestrator(endpoint("bad", f"{demo.url}/malformed")) as o:
+        first = await o.execute()
+        second = await o.execute()
+    assert demo.count("/malformed") == 2  # each run asked the server again
+    assert first["bad"]["status"] is None and "JSON" in first["bad"]["error"]
+    assert o.last_run.records["bad"].state is CallState.FAILED
+    assert second == first
+
+
+async def test_followers_of_a_leader_whose_response_did_not_parse_fetch_themselves(
+    demo: DemoServer,
+) -> None:
+    async with orchestrator(endpoint("bad", f"{demo.url}/malformed")) as o:
+        results = await asyncio.gather(*(o.execute() for _ in range(3)))
+    assert all(r["bad"]["status"] is None for r in results)
+    assert demo.count("/malformed") == 3

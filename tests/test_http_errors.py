@@ -116,8 +116,16 @@ async def test_connection_reset_is_a_transport_error(demo: DemoServer) -> None:
     assert isinstance(error.__cause__, aiohttp.ServerDisconnectedError)
     assert error.attempts == 1
     assert result == {"error": str(error), "status": None}
-    # aiohttp itself resends an idempotent request once after a dropped connection, so
-    # the server may see a GET twice for our one attempt; a POST is never resent.
+    # aiohttp would resend an idempotent request once after a dropped connection; the
+    # engine turns that off, so one attempt is exactly one request at the server
+    assert demo.count("/reset") == 1
+
+
+async def test_a_reset_get_is_sent_exactly_once_per_attempt(demo: DemoServer) -> None:
+    ep = endpoint("reset", f"{demo.url}/reset", retry_count=2, retry_delay=0.01)
+    _, error = await failure(ep)
+    assert error.attempts == 3
+    assert demo.count("/reset") == 3
 
 
 async def test_a_reset_post_is_sent_once_per_attempt(demo: DemoServer) -> None:

@@ -185,6 +185,8 @@ async def test_fail_fast_names_the_endpoint_and_cancels_the_rest(demo: DemoServe
     }
     assert demo.count("/delay/2000") == 1
     assert demo.count("/data/after") == 0
+    metrics = o.get_metrics()
+    assert (metrics.failed_requests, metrics.cancelled, metrics.total_requests) == (1, 2, 1)
 
 
 async def test_fail_fast_carries_results_finished_before_the_failure(demo: DemoServer) -> None:

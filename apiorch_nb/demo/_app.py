@@ -406,5 +406,8 @@ def build_app(state: DemoState, outer: list[Middleware]) -> web.Application:
     )
     app[STATE_KEY] = state
     for method, path, handler in _ROUTES:
-        app.router.add_route(method, path, handler)
+        if method == "GET":  # like any HTTP server, answer HEAD wherever GET is served
+            app.router.add_get(path, handler, allow_head=True)
+        else:
+            app.router.add_route(method, path, handler)
     return app

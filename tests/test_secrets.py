@@ -1,0 +1,97 @@
+"""Secrets passed by value (``{$secrets.NAME}``) reach the server and nothing else."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from apiorch_nb import (
+    APIEndpoint,
+    APIOrchestrationConfig,
+    APIOrchestrator,
+    FailFastError,
+    TemplateError,
+)
+from apiorch_nb.demo import DemoServer
+
+TOKEN = "tok-9f8e7d6c5b4a"  # a value no redaction rule could guess from a name
+
+
+def _config(demo: DemoServer, **kwargs: object) -> APIOrchestrationConfig:
+    endpoints = [
+        # the secret sits in a header whose NAME is not secret-like, and in the URL path
+        APIEndpoint(
+            name="echo",
+            url=demo.url + "/echo/{$secrets.TOKEN}",
+            headers={"X-Custom": "{$secrets.TOKEN}"},
+            retry_count=0,
+        ),
+        # an error whose body echoes the secret back
+        APIEndpoint(
+            name="fails",
+            url=demo.url + "/status/418",
+            params={"note": "{$secrets.TOKEN}"},
+            retry_count=0,
+        ),
+    ]
+    return APIOrchestrationConfig(endpoints=endpoints, mode="parallel", **kwargs)  # type: ignore[arg-type]
+
+
+async def test_secret_reaches_the_server_but_no_record_log_or_error(
+    demo: DemoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = _config(demo, log_requests=True, log_responses=True, fail_fast=True)
+    with caplog.at_level(logging.INFO, logger="apiorch_nb"):
+        async with APIOrchestrator(config, secrets={"TOKEN": TOKEN}) as orch:
+            with pytest.raises(FailFastError) as info:
+                await orch.execute()
+    # the server got the real value
+    (sent,) = demo.requests(path="/status/418")
+    assert sent.query["note"] == TOKEN
+    run = orch.last_run
+    assert run is not None
+    shown = "\n".join(
+        [
+            caplog.text,
+            str(info.value),
+            repr(info.value.results),
+            repr(run),
+            repr(run.attempt_rows()),
+            repr(run.results),
+            str(run.records["fails"].error),
+            repr(orch.config),
+        ]
+    )
+    assert TOKEN not in shown
+    assert "[REDACTED]" in caplog.text
+
+
+async def test_secret_in_the_url_path_is_hidden_in_the_record(demo: DemoServer) -> None:
+    config = APIOrchestrationConfig(
+        endpoints=[APIEndpoint(name="p", url=demo.url + "/delay/1?k={$secrets.TOKEN}")]
+    )
+    async with APIOrchestrator(config, secrets={"TOKEN": TOKEN}) as orch:
+        await orch.execute()
+    assert demo.requests(prefix="/delay")[0].query["k"] == TOKEN
+    assert orch.last_run is not None
+    assert TOKEN not in orch.last_run.records["p"].url
+
+
+async def test_an_unknown_secret_is_a_template_error(demo: DemoServer) -> None:
+    config = APIOrchestrationConfig(
+        endpoints=[APIEndpoint(name="p", url=demo.url + "/echo", headers={"X": "{$secrets.NOPE}"})]
+    )
+    async with APIOrchestrator(config, secrets={"TOKEN": TOKEN}) as orch:
+        with pytest.raises(TemplateError, match=r"\$secrets\.NOPE"):
+            await orch.execute()
+    assert demo.count() == 0
+
+
+async def test_input_and_results_cannot_shadow_secrets(demo: DemoServer) -> None:
+    config = APIOrchestrationConfig(
+        endpoints=[APIEndpoint(name="p", url=demo.url + "/echo", params={"k": "{$secrets.T}"})]
+    )
+    async with APIOrchestrator(config, secrets={"T": "real"}) as orch:
+        await orch.execute({"$secrets": {"T": "fake"}})
+    assert demo.requests(path="/echo")[0].query["k"] == "real"
