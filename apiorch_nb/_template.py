@@ -76,7 +76,7 @@ class Context(Mapping[str, Any]):
 def has_placeholders(value: Any) -> bool:
     """True if `value` (a string, or dict/list holding strings) contains a placeholder."""
     if isinstance(value, str):
-        return "{" in value and _PLACEHOLDER.search(value) is not None
+        return ("{" in value or "}" in value) and _PLACEHOLDER.search(value) is not None
     if isinstance(value, Mapping):
         return any(has_placeholders(k) or has_placeholders(v) for k, v in value.items())
     if isinstance(value, (list, tuple)):
