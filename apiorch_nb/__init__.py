@@ -6,6 +6,8 @@ at import time; the notebook layer loads them when first needed.
 
 from __future__ import annotations
 
+import typing as _typing
+
 from ._call import CallState
 from .breaker import BreakerState, CircuitBreaker
 from .config import APIOrchestrationConfig, OrchestrationMode
@@ -31,7 +33,32 @@ from .metrics import IOMetrics, MetricsSnapshot
 from .orchestrator import APIOrchestrator, create_parallel_aggregator, create_sequential_api_chain
 from .run import Run
 
+if _typing.TYPE_CHECKING:
+    from typing import Any
+
 __version__ = "0.1.0"
+
+
+def load_ipython_extension(shell: Any) -> None:
+    """``%load_ext apiorch_nb``: the notebook layer is imported only now."""
+    from .notebook import load_ipython_extension as load
+
+    load(shell)
+
+
+def unload_ipython_extension(shell: Any) -> None:
+    """``%unload_ext apiorch_nb``: removes the magics, display hooks and completion."""
+    from .notebook import unload_ipython_extension as unload
+
+    unload(shell)
+
+
+def enable_asyncio_run() -> None:
+    """Make ``asyncio.run(...)`` work inside this notebook (nest-asyncio); see notebook.loop."""
+    from .notebook.loop import enable_asyncio_run as enable
+
+    enable()
+
 
 __all__ = [
     "APIEndpoint",
@@ -62,4 +89,7 @@ __all__ = [
     "__version__",
     "create_parallel_aggregator",
     "create_sequential_api_chain",
+    "enable_asyncio_run",
+    "load_ipython_extension",
+    "unload_ipython_extension",
 ]

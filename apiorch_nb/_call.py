@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import enum
 import time
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
+
+_monotonic = time.monotonic
 
 
 class CallState(enum.Enum):
@@ -28,31 +31,40 @@ class CallState(enum.Enum):
     CIRCUIT_OPEN = "circuit_open"  # the breaker refused it; nothing sent
     CANCELLED = "cancelled"  # the run was interrupted, timed out or failed fast first
 
-    @property
-    def terminal(self) -> bool:
-        return self in _TERMINAL
+    # Filled in below: a bit per state and, per state, the mask of states it may move to.
+    # Checking a transition is then one AND: hashing enum members is a Python-level call
+    # in 3.11, and this check runs four or five times per call.
+    _bit: int
+    _next: int
+    terminal: bool
 
 
-_TERMINAL = frozenset(
-    {
-        CallState.OK,
-        CallState.FAILED,
-        CallState.SKIPPED,
-        CallState.CACHED,
-        CallState.CIRCUIT_OPEN,
-        CallState.CANCELLED,
-    }
+def _mask(*states: CallState) -> int:
+    return sum(s._bit for s in states)
+
+
+for _i, _state in enumerate(CallState):
+    _state._bit = 1 << _i
+_TERMINAL = (
+    CallState.OK,
+    CallState.FAILED,
+    CallState.SKIPPED,
+    CallState.CACHED,
+    CallState.CIRCUIT_OPEN,
+    CallState.CANCELLED,
 )
-_ANY_TERMINAL = _TERMINAL
-_ALLOWED: dict[CallState, frozenset[CallState]] = {
-    CallState.PENDING: frozenset({CallState.QUEUED}) | _ANY_TERMINAL,
-    CallState.QUEUED: frozenset({CallState.RATE_LIMITED, CallState.IN_FLIGHT}) | _ANY_TERMINAL,
-    CallState.RATE_LIMITED: frozenset({CallState.IN_FLIGHT, CallState.FAILED, CallState.CANCELLED}),
-    CallState.IN_FLIGHT: frozenset(
-        {CallState.BACKING_OFF, CallState.OK, CallState.FAILED, CallState.CANCELLED}
+_ALLOWED: dict[CallState, int] = {
+    CallState.PENDING: _mask(CallState.QUEUED, *_TERMINAL),
+    CallState.QUEUED: _mask(CallState.RATE_LIMITED, CallState.IN_FLIGHT, *_TERMINAL),
+    CallState.RATE_LIMITED: _mask(CallState.IN_FLIGHT, CallState.FAILED, CallState.CANCELLED),
+    CallState.IN_FLIGHT: _mask(
+        CallState.BACKING_OFF, CallState.OK, CallState.FAILED, CallState.CANCELLED
     ),
-    CallState.BACKING_OFF: frozenset({CallState.QUEUED, CallState.FAILED, CallState.CANCELLED}),
+    CallState.BACKING_OFF: _mask(CallState.QUEUED, CallState.FAILED, CallState.CANCELLED),
 }
+for _state in CallState:
+    _state._next = _ALLOWED.get(_state, 0)
+    _state.terminal = _state in _TERMINAL
 
 
 @dataclass(slots=True)
@@ -68,7 +80,7 @@ class Attempt:
     status: int | None = None
     bytes: int = 0
     error: str | None = None
-    breaker_state: str | None = None
+    breaker_state: Any = None  # the BreakerState when the attempt started (a str enum)
 
     @property
     def queued_s(self) -> float:
@@ -94,37 +106,44 @@ class Attempt:
 
 @dataclass(slots=True)
 class CallRecord:
-    """One endpoint's call in one run: its transitions, attempts and outcome."""
+    """One endpoint's call in one run: its transitions, attempts and outcome.
+
+    Transitions are kept as a list of states and an unboxed array of stamps rather than a
+    list of tuples: thousands of calls stay alive for a whole run, and fewer objects per
+    call means less garbage-collector work.
+    """
 
     endpoint: str
     method: str
     url: str
-    events: list[tuple[CallState, float]] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     result: Any = None
     error: BaseException | None = None
     rescued: bool = False
     reason: str | None = None
+    _states: list[CallState] = field(default_factory=lambda: [CallState.PENDING])
+    _stamps: array[float] = field(default_factory=lambda: array("d", (_monotonic(),)))
 
-    def __post_init__(self) -> None:
-        if not self.events:
-            self.events.append((CallState.PENDING, time.monotonic()))
+    @property
+    def events(self) -> list[tuple[CallState, float]]:
+        """Every transition as (state, monotonic time), oldest first."""
+        return list(zip(self._states, self._stamps, strict=True))
 
     @property
     def state(self) -> CallState:
-        return self.events[-1][0]
+        return self._states[-1]
 
     @property
     def started_at(self) -> float:
-        return self.events[0][1]
+        return self._stamps[0]
 
     @property
     def ended_at(self) -> float | None:
-        return self.events[-1][1] if self.state.terminal else None
+        return self._stamps[-1] if self._states[-1].terminal else None
 
     @property
     def cache_hit(self) -> bool:
-        return self.state is CallState.CACHED
+        return self._states[-1] is CallState.CACHED
 
     def to(self, state: CallState, now: float | None = None) -> Attempt | None:
         """Move to `state`, stamp it, keep the attempt's phase stamps, return the attempt.
@@ -135,13 +154,13 @@ class CallRecord:
         Raises:
             RuntimeError: an impossible transition; it is a bug in the scheduler.
         """
-        current = self.state
-        if state not in _ALLOWED.get(current, frozenset()):
+        current = self._states[-1]
+        if not current._next & state._bit:
             raise RuntimeError(f"call {self.endpoint!r}: illegal transition {current} -> {state}")
-        stamp = time.monotonic() if now is None else now
+        stamp = _monotonic() if now is None else now
         attempt = self.attempts[-1] if self.attempts else None
         if current is CallState.BACKING_OFF and attempt is not None:
-            attempt.backoff_s = stamp - self.events[-1][1]
+            attempt.backoff_s = stamp - self._stamps[-1]
         if state is CallState.QUEUED:
             attempt = Attempt(number=len(self.attempts) + 1, queued_at=stamp)
             self.attempts.append(attempt)
@@ -150,15 +169,19 @@ class CallRecord:
                 attempt.limited_at = stamp
             elif state is CallState.IN_FLIGHT:
                 attempt.sent_at = stamp
-            elif current is CallState.IN_FLIGHT:
-                attempt.ended_at = stamp
-        self.events.append((state, stamp))
+            elif current is CallState.IN_FLIGHT or (
+                state.terminal and current in (CallState.QUEUED, CallState.RATE_LIMITED)
+            ):
+                attempt.ended_at = stamp  # also when cancelled before it was sent
+        self._states.append(state)
+        self._stamps.append(stamp)
         return attempt
 
     def time_in(self, state: CallState) -> float:
         """Total seconds spent in `state` over the whole call."""
         total = 0.0
-        for (s, t), (_, t_next) in zip(self.events, self.events[1:], strict=False):
+        stamps = self._stamps
+        for i, s in enumerate(self._states[:-1]):
             if s is state:
-                total += t_next - t
+                total += stamps[i + 1] - stamps[i]
         return total

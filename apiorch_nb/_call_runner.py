@@ -107,7 +107,14 @@ async def run_call(
         request = build_request(node, shaped, results, run_input, svc.secrets)
         if node.templated:
             record.url = svc.hide(redact_url(request.url))
-        await _fetch_and_parse(node, record, svc, request, slots, deadline)
+        ttl = svc.cache_ttls.get(ep.name) if svc.cache is not None else None
+        if ttl and request.method in _CACHEABLE_METHODS:
+            await _fetch_cached(node, record, svc, request, slots, deadline, ttl)
+        else:
+            response = await _send(ep, record, svc, request, slots, deadline)
+            result = _parse(ep, response)
+            record.result = await result if inspect.iscoroutine(result) else result
+            record.to(CallState.OK)
     except asyncio.CancelledError:
         if not record.state.terminal:
             record.to(CallState.CANCELLED)
@@ -147,31 +154,28 @@ def build_request(
     return Request(ep.method, url, params, headers, body)
 
 
-async def _fetch_and_parse(
+async def _fetch_cached(
     node: Node,
     record: CallRecord,
     svc: Services,
     request: Request,
     slots: asyncio.Semaphore,
     deadline: float | None,
+    ttl: float,
 ) -> None:
-    """Get the response (from the cache or the network), parse it into ``record.result``.
+    """Answer from the cache, or fetch once for all identical concurrent misses.
 
     A response is cached only once it has parsed, so a malformed 2xx is never served from
     the cache; followers of a leader whose response did not parse fetch on their own.
     """
     ep = node.endpoint
-    ttl = svc.cache_ttls.get(ep.name)
-    if svc.cache is None or not ttl or request.method not in _CACHEABLE_METHODS:
-        response = await _send_with_breaker(ep, record, svc, request, slots, deadline)
-        record.result = await _parse(ep, response)
-        record.to(CallState.OK)
-        return
+    assert svc.cache is not None
     key = _cache_key(node, svc, request)
     while True:
         cached = svc.cache.get(ep.name, key)
         if cached is not None:
-            record.result = await _parse(ep, cached)
+            result = _parse(ep, cached)
+            record.result = await result if inspect.iscoroutine(result) else result
             record.to(CallState.CACHED)
             return
         leader = svc.singleflight.claim(ep.name, key)
@@ -180,8 +184,9 @@ async def _fetch_and_parse(
             continue
         stored: _http.Response | None = None
         try:
-            response = await _send_with_breaker(ep, record, svc, request, slots, deadline)
-            record.result = await _parse(ep, response)
+            response = await _send(ep, record, svc, request, slots, deadline)
+            result = _parse(ep, response)
+            record.result = await result if inspect.iscoroutine(result) else result
             svc.cache.set(ep.name, key, response, ttl)
             stored = response
             record.to(CallState.OK)
@@ -208,7 +213,7 @@ def _cache_key(node: Node, svc: Services, request: Request) -> Hashable:
     return key if isinstance(key, Hashable) else repr(key)
 
 
-async def _send_with_breaker(
+async def _send(
     ep: APIEndpoint,
     record: CallRecord,
     svc: Services,
@@ -216,110 +221,123 @@ async def _send_with_breaker(
     slots: asyncio.Semaphore,
     deadline: float | None,
 ) -> _http.Response:
+    """Send until a 2xx, a non-retryable failure, or no retries left; tell the breaker.
+
+    The breaker hears once per call, after its retries. 5xx, 429, transport errors and
+    timeouts count against it; any other 4xx means the service answered, so it counts
+    as healthy; a cancelled call says nothing either way.
+    """
     breaker = svc.breakers[ep.name]
     breaker.before_call()
+    policy = svc.policies[ep.name]
+    categories = svc.categories.get(ep.name)
+    loop = asyncio.get_running_loop()
+    session = svc.session
+    assert session is not None
     try:
-        response = await _attempts(ep, record, svc, request, slots, deadline, breaker)
+        while True:
+            attempt = record.to(CallState.QUEUED)
+            assert attempt is not None
+            attempt.breaker_state = breaker.state
+            response: _http.Response | None = None
+            error: CallError | None = None
+            async with slots:
+                permit = None
+                if categories:
+                    record.to(CallState.RATE_LIMITED)
+                    permit = await svc.limiter.acquire_permit(categories)
+                record.to(CallState.IN_FLIGHT)
+                if svc.log_requests:
+                    _log_request(ep, request, svc)
+                try:
+                    response = await _http.send(
+                        session,
+                        ep.name,
+                        request.method,
+                        request.url,
+                        params=request.params,
+                        headers=request.headers,
+                        body=request.body,
+                        timeout=ep.timeout,
+                    )
+                except (TransportError, CallTimeout) as exc:
+                    exc.attempts = attempt.number
+                    error = exc
+                finally:
+                    if permit is not None:
+                        permit.settle()
+            if response is not None:
+                attempt.status = response.status
+                attempt.bytes = len(response.body)
+                if svc.log_responses:
+                    elapsed = loop.time() - (attempt.sent_at or loop.time())
+                    _log_response(ep, response, elapsed, svc)
+                if 200 <= response.status < 300:
+                    breaker.record_success()
+                    return response
+                error = HTTPStatusError(
+                    ep.name,
+                    response.status,
+                    response.body[:500].decode("utf-8", "replace"),
+                    attempts=attempt.number,
+                )
+            assert error is not None
+            attempt.error = svc.hide(error.reason)
+            decision = policy.decide(
+                AttemptOutcome(
+                    attempt=attempt.number,
+                    status=response.status if response is not None else None,
+                    transport_error=response is None,
+                    retry_after=(
+                        response.headers.get("Retry-After") if response is not None else None
+                    ),
+                    now=loop.time(),
+                    deadline=deadline,
+                )
+            )
+            if not decision.retry:
+                raise error
+            record.to(CallState.BACKING_OFF)
+            await asyncio.sleep(decision.delay)
     except (TransportError, CallTimeout):
         breaker.record_failure()
         raise
     except HTTPStatusError as exc:
         if exc.status >= 500 or exc.status == 429:
             breaker.record_failure()
-        else:  # the service answered; a 4xx says nothing against its health
+        else:
             breaker.record_success()
         raise
     except BaseException:
         breaker.record_ignored()
         raise
-    breaker.record_success()
-    return response
 
 
-async def _attempts(
-    ep: APIEndpoint,
-    record: CallRecord,
-    svc: Services,
-    request: Request,
-    slots: asyncio.Semaphore,
-    deadline: float | None,
-    breaker: CircuitBreaker,
-) -> _http.Response:
-    """Send until a 2xx, a non-retryable failure, or no retries left."""
-    policy = svc.policies[ep.name]
-    categories = svc.categories.get(ep.name)
-    loop = asyncio.get_running_loop()
-    assert svc.session is not None
-    while True:
-        attempt = record.to(CallState.QUEUED)
-        assert attempt is not None
-        attempt.breaker_state = breaker.state.value
-        response: _http.Response | None = None
-        error: CallError | None = None
-        async with slots:
-            permit = None
-            if categories:
-                record.to(CallState.RATE_LIMITED)
-                permit = await svc.limiter.acquire_permit(categories)
-            record.to(CallState.IN_FLIGHT)
-            if svc.log_requests:
-                _log_request(ep, request, svc)
-            try:
-                response = await _http.send(
-                    svc.session,
-                    ep.name,
-                    request.method,
-                    request.url,
-                    params=request.params,
-                    headers=request.headers,
-                    body=request.body,
-                    timeout=ep.timeout,
-                )
-            except (TransportError, CallTimeout) as exc:
-                exc.attempts = attempt.number
-                error = exc
-            finally:
-                if permit is not None:
-                    permit.settle()
-        if response is not None:
-            attempt.status = response.status
-            attempt.bytes = len(response.body)
-            if svc.log_responses:
-                _log_response(ep, response, loop.time() - (attempt.sent_at or loop.time()), svc)
-            if response.ok:
-                return response
-            error = HTTPStatusError(
-                ep.name,
-                response.status,
-                response.body[:500].decode("utf-8", "replace"),
-                attempts=attempt.number,
-            )
-        assert error is not None
-        attempt.error = svc.hide(error.reason)
-        decision = policy.decide(
-            AttemptOutcome(
-                attempt=attempt.number,
-                status=response.status if response is not None else None,
-                transport_error=response is None,
-                retry_after=response.headers.get("Retry-After") if response is not None else None,
-                now=loop.time(),
-                deadline=deadline,
-            )
-        )
-        if not decision.retry:
-            raise error
-        record.to(CallState.BACKING_OFF)
-        await asyncio.sleep(decision.delay)
+def _parse(ep: APIEndpoint, response: _http.Response) -> Any:
+    """response_parser (or JSON/text by content type), then transform_output.
 
-
-async def _parse(ep: APIEndpoint, response: _http.Response) -> Any:
-    """response_parser (or JSON/text by content type), then transform_output."""
+    Synchronous on the common path; when a user callable is async, a coroutine is
+    returned for the caller to await.
+    """
     try:
         value = ep.response_parser(response) if ep.response_parser else response.parsed()
-        if inspect.isawaitable(value):
-            value = await value
     except ResponseParseError as exc:
         raise ResponseParseError(ep.name, exc.reason) from exc
+    except Exception as exc:
+        raise ResponseParseError(
+            ep.name, f"response_parser raised {type(exc).__name__}: {exc}"
+        ) from exc
+    if ep.response_parser is not None and inspect.isawaitable(value):
+        return _finish_parse(ep, value)
+    if ep.transform_output is None:
+        return value
+    value = _call_user(ep, "transform_output", ep.transform_output, value)
+    return _awaited(value) if inspect.isawaitable(value) else value
+
+
+async def _finish_parse(ep: APIEndpoint, pending: Any) -> Any:
+    try:
+        value = await pending
     except Exception as exc:
         raise ResponseParseError(
             ep.name, f"response_parser raised {type(exc).__name__}: {exc}"
@@ -329,6 +347,10 @@ async def _parse(ep: APIEndpoint, response: _http.Response) -> Any:
         if inspect.isawaitable(value):
             value = await value
     return value
+
+
+async def _awaited(value: Any) -> Any:
+    return await value
 
 
 async def _fail(ep: APIEndpoint, record: CallRecord, exc: Exception, svc: Services) -> None:

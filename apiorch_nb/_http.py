@@ -7,6 +7,7 @@ This is the only module that catches aiohttp exceptions; everything past it sees
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -24,22 +25,28 @@ class Response:
     already been read, which lets ``response_parser=lambda r: r.json()["data"]`` work.
     """
 
-    __slots__ = ("_json", "body", "headers", "method", "status", "url")
+    __slots__ = ("_content_type", "_json", "_url", "body", "headers", "method", "status")
 
     def __init__(
         self,
         status: int,
         headers: CIMultiDictProxy[str] | CIMultiDict[str],
         body: bytes,
-        url: str,
+        url: object,
         method: str = "GET",
+        content_type: str | None = None,
     ) -> None:
         self.status = status
         self.headers = headers
         self.body = body
-        self.url = url
+        self._url = url  # a str or a yarl.URL, turned into text only when asked for
         self.method = method
+        self._content_type = content_type
         self._json: Any = _UNPARSED
+
+    @property
+    def url(self) -> str:
+        return str(self._url)
 
     @property
     def ok(self) -> bool:
@@ -47,7 +54,10 @@ class Response:
 
     @property
     def content_type(self) -> str:
-        return self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if self._content_type is None:
+            raw = self.headers.get("Content-Type", "")
+            self._content_type = raw.split(";", 1)[0].strip().lower()
+        return self._content_type
 
     def text(self, encoding: str | None = None) -> str:
         return self.body.decode(encoding or _charset(self.headers) or "utf-8", errors="replace")
@@ -96,6 +106,12 @@ def encode_params(params: Mapping[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _client_timeout(total: float) -> aiohttp.ClientTimeout:
+    """One (immutable) timeout object per distinct endpoint timeout, not one per request."""
+    return aiohttp.ClientTimeout(total=total)
+
+
 def new_session() -> aiohttp.ClientSession:
     """One session per orchestrator and loop; our scheduler bounds concurrency, not aiohttp."""
     session = aiohttp.ClientSession(
@@ -141,11 +157,11 @@ async def send(
             url,
             params=encode_params(params) if params else None,
             headers=headers or None,
-            timeout=aiohttp.ClientTimeout(total=timeout),
+            timeout=_client_timeout(timeout),
             **kwargs,
         ) as resp:
             data = await resp.read()
-            return Response(resp.status, resp.headers, data, str(resp.url), method)
+            return Response(resp.status, resp.headers, data, resp.url, method, resp.content_type)
     except asyncio.TimeoutError as exc:  # aiohttp's ServerTimeoutError is one too
         raise CallTimeout(endpoint, f"no complete response within {timeout:g}s") from exc
     except aiohttp.InvalidURL as exc:

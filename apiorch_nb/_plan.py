@@ -20,6 +20,7 @@ import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ._redact import redact_url
 from ._template import has_placeholders, placeholder_heads
 from .config import OrchestrationMode, _find_cycle
 from .endpoint import APIEndpoint
@@ -36,10 +37,8 @@ class Node:
     needs: tuple[str, ...]  # data edges
     input_from: str | None  # PIPELINE: the endpoint whose output is this one's input
     templated: bool  # url/params/headers/body hold placeholders
-
-    @property
-    def name(self) -> str:
-        return self.endpoint.name
+    name: str  # the endpoint's name (read on every call; kept as a plain field)
+    display_url: str  # the URL as records show it: redacted, placeholders unfilled
 
     @property
     def waits_for(self) -> tuple[str, ...]:
@@ -51,6 +50,8 @@ class Plan:
     mode: OrchestrationMode
     nodes: tuple[Node, ...]  # topological order
     children: dict[str, tuple[str, ...]]
+    by_name: dict[str, Node]
+    wait_counts: dict[str, int]  # how many endpoints each one waits for
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -92,6 +93,8 @@ def compile_plan(endpoints: Sequence[APIEndpoint], mode: OrchestrationMode) -> P
                 templated=any(
                     has_placeholders(v) for v in (ep.url, ep.params, ep.headers, ep.body)
                 ),
+                name=ep.name,
+                display_url=redact_url(ep.url),
             )
         )
         previous = ep.name
@@ -99,7 +102,13 @@ def compile_plan(endpoints: Sequence[APIEndpoint], mode: OrchestrationMode) -> P
     for node in nodes:
         for dep in node.waits_for:
             children[dep].append(node.name)
-    return Plan(mode, tuple(nodes), {k: tuple(v) for k, v in children.items()})
+    return Plan(
+        mode,
+        tuple(nodes),
+        {k: tuple(v) for k, v in children.items()},
+        {n.name: n for n in nodes},
+        {n.name: len(n.waits_for) for n in nodes},
+    )
 
 
 def _dependencies(endpoints: Sequence[APIEndpoint]) -> dict[str, list[str]]:

@@ -18,7 +18,6 @@ from typing import Any
 from ._call import CallRecord, CallState
 from ._call_runner import Services, run_call
 from ._plan import Node, Plan
-from ._redact import redact_url
 from .errors import (
     CallTimeout,
     ConfigError,
@@ -59,15 +58,15 @@ class Scheduler:
         self.run_input = run_input
         self.metrics = metrics
         self.records: dict[str, CallRecord] = {
-            n.name: CallRecord(n.name, n.endpoint.method, redact_url(n.endpoint.url))
+            n.name: CallRecord(n.name, n.endpoint.method, n.display_url)
             for n in sorted(plan.nodes, key=lambda n: n.index)
         }
         self.results: dict[str, Any] = {}
-        self._nodes = {n.name: n for n in plan.nodes}
+        self._nodes = plan.by_name
         self._outputs: dict[str, Any] = {}
         self._blocked: set[str] = set()  # failed, or skipped because a data dependency failed
         self._failed: list[str] = []
-        self._waiting = {n.name: len(n.waits_for) for n in plan.nodes}
+        self._waiting = dict(plan.wait_counts)
         self._unfinished = len(plan.nodes)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
@@ -118,7 +117,11 @@ class Scheduler:
 
     async def _run_node(self, node: Node) -> None:
         record = self.records[node.name]
-        failed_dep = next((d for d in node.needs if d in self._blocked), None)
+        failed_dep = (
+            next((d for d in node.needs if d in self._blocked), None)
+            if node.needs and self._blocked
+            else None
+        )
         if failed_dep is not None:
             record.reason = f"dependency {failed_dep!r} failed"
             record.to(CallState.SKIPPED)
@@ -197,9 +200,12 @@ class Scheduler:
         if m is None:
             return
         name = record.endpoint
-        wait_ms = sum(a.rate_wait_s for a in record.attempts) * 1000
-        if wait_ms:
-            m.record_rate_limit_wait(name, wait_ms)
+        wait_s = 0.0
+        for a in record.attempts:
+            if a.limited_at is not None:
+                wait_s += a.rate_wait_s
+        if wait_s:
+            m.record_rate_limit_wait(name, wait_s * 1000)
         retries = max(0, len(record.attempts) - 1)
         state = record.state
         if state is CallState.OK:

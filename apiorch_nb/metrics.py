@@ -113,10 +113,16 @@ class IOMetrics:
 
     def record_request(self, name: str, latency: float = 0.0, *, retries: int = 0) -> None:
         """A successful request to `name` that took `latency` milliseconds."""
-        for t in self._tallies(name):
-            t.successes += 1
-            t.retries += retries
-            t.latencies_ms.append(float(latency))
+        latency = float(latency)
+        overall = self._all
+        tally = self._by_name.get(name) or self._tallies(name)[1]
+        overall.successes += 1
+        tally.successes += 1
+        overall.latencies_ms.append(latency)
+        tally.latencies_ms.append(latency)
+        if retries:
+            overall.retries += retries
+            tally.retries += retries
 
     def record_error(self, name: str, error_type: str = "error", *, retries: int = 0) -> None:
         """A request to `name` that failed for good, classified by `error_type`."""

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 
 from . import _http
+from ._call import CallRecord
 from ._call_runner import Services
 from ._plan import compile_plan
 from ._scheduler import RunLimits, Scheduler
@@ -147,6 +148,7 @@ class APIOrchestrator:
         session = await self._session_for_running_loop()
         self._services.session = session
         cfg = self.config
+        started = time.monotonic()
         scheduler = Scheduler(
             self._plan,
             self._services,
@@ -154,7 +156,6 @@ class APIOrchestrator:
             run_input=data,
             metrics=self._metrics,
         )
-        started = time.monotonic()
         error: BaseException | None = None
         try:
             error = await scheduler.run()
@@ -172,6 +173,7 @@ class APIOrchestrator:
                 config=cfg,
                 edges=self._plan.edges(),
                 input=data,
+                secret_values=tuple(self._services.secrets.values()),
             )
             self.last_run = run
         if error is not None:
@@ -183,6 +185,23 @@ class APIOrchestrator:
         else:
             run.data = run.results
         return run.data
+
+    def plan(self) -> Run:
+        """What `execute` would run, without sending anything: every call pending, the graph."""
+        now = time.monotonic()
+        records = {
+            n.name: CallRecord(n.name, n.endpoint.method, n.display_url)
+            for n in sorted(self._plan.nodes, key=lambda n: n.index)
+        }
+        return Run(
+            mode=self.config.mode,
+            records=records,
+            results={},
+            started_at=now,
+            ended_at=now,
+            config=self.config,
+            edges=self._plan.edges(),
+        )
 
     def get_metrics(self) -> MetricsSnapshot:
         """Totals over every run of this orchestrator (empty if metrics are disabled)."""

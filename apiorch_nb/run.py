@@ -1,23 +1,40 @@
 """`Run`: the record of one ``execute`` — every call, every attempt, what came back.
 
 The notebook layer draws its DataFrames and charts from this object; scripts can read it
-directly as ``orchestrator.last_run``.
+directly as ``orchestrator.last_run``. The views live elsewhere and load their heavy
+libraries on first use: DataFrames in ``_frames.py`` (pandas), figures and the dependency
+graph in ``_charts.py`` (plotly), the script export in ``_export_python.py``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._call import CallRecord, CallState
+from ._call import Attempt, CallRecord, CallState
+from ._redact import scrub_values
 from .config import APIOrchestrationConfig, OrchestrationMode
 from .metrics import percentile
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    from ._charts import DagView
 
 
 @dataclass
 class Run:
-    """One execution: its calls in endpoint order, results, and how it ended."""
+    """One execution: its calls in endpoint order, results, and how it ended.
+
+    A run does not change once ``execute`` has returned, so its DataFrames are built once
+    and kept. Every view (``calls``, ``metrics``, ``timeline()``, ``latency_chart()``,
+    ``dag()``, ``to_python()``, the notebook display) reads `attempt_rows`, which reads
+    the calls' state-machine log: nothing keeps a second set of books.
+    """
 
     mode: OrchestrationMode
     records: dict[str, CallRecord]
@@ -30,6 +47,8 @@ class Run:
     #: The graph that ran: (from, to, kind) with kind "order" or "data" (see _plan.py).
     edges: list[tuple[str, str, str]] = field(default_factory=list)
     input: Any = None  # the run's input (execute's `data`)
+    #: Secret values (``secrets=``) to scrub from every view, in case one reached a field.
+    secret_values: Collection[str] = field(default=(), repr=False)
     outcomes: Counter[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -50,26 +69,34 @@ class Run:
     def attempt_rows(self) -> list[dict[str, Any]]:
         """One plain dict per attempt (one per call without attempts); times in ms from start.
 
-        URLs are stored redacted; this is the source of the notebook's ``calls`` DataFrame.
+        An attempt's phases follow each other: ``started_ms`` (queued) + ``queued_ms`` ->
+        rate-limit wait + ``wait_ms`` -> in flight + ``latency_ms`` -> backing off +
+        ``backoff_ms``. A phase the run cut short (cancelled while queued or waiting) ends
+        at the call's final transition. A call without attempts (cached, skipped, refused
+        by the breaker, failed or cancelled before sending) gets one row with attempt 0,
+        stamped at the moment it was decided. ``ok`` means the row delivered a good
+        response: a 2xx, or a cache hit. URLs are stored redacted; this is the source of
+        the ``calls`` DataFrame and every chart.
         """
         rows: list[dict[str, Any]] = []
         for rec in self.records.values():
             base = {
                 "endpoint": rec.endpoint,
                 "method": rec.method,
-                "url": rec.url,
+                "url": self._hide(rec.url),
                 "outcome": rec.state.value,
                 "rescued": rec.rescued,
             }
             if not rec.attempts:
+                decided = rec.ended_at if rec.ended_at is not None else rec.started_at
                 rows.append(
                     {
                         **base,
                         "attempt": 0,
                         "status": None,
-                        "ok": False,
-                        "error": rec.reason,
-                        "started_ms": self._ms(rec.started_at),
+                        "ok": rec.state is CallState.CACHED,
+                        "error": self._hide_opt(rec.reason),
+                        "started_ms": self._ms(decided),
                         "queued_ms": 0.0,
                         "wait_ms": 0.0,
                         "latency_ms": None,
@@ -81,24 +108,35 @@ class Run:
                 )
                 continue
             for a in rec.attempts:
-                rows.append(
-                    {
-                        **base,
-                        "attempt": a.number,
-                        "status": a.status,
-                        "ok": a.status is not None and 200 <= a.status < 300,
-                        "error": a.error,
-                        "started_ms": self._ms(a.queued_at),
-                        "queued_ms": a.queued_s * 1000,
-                        "wait_ms": a.rate_wait_s * 1000,
-                        "latency_ms": None if a.latency_s is None else a.latency_s * 1000,
-                        "backoff_ms": a.backoff_s * 1000,
-                        "bytes": a.bytes,
-                        "cache_hit": False,
-                        "breaker_state": a.breaker_state,
-                    }
-                )
+                rows.append({**base, **self._attempt_row(rec, a)})
         return rows
+
+    def _attempt_row(self, rec: CallRecord, a: Attempt) -> dict[str, Any]:
+        # Only the last attempt can have an open phase; it closes when the call did.
+        close = rec.ended_at if rec.ended_at is not None else a.queued_at
+        sent = a.sent_at
+        queued_end = a.limited_at if a.limited_at is not None else sent
+        queued_s = (queued_end if queued_end is not None else close) - a.queued_at
+        wait_s = 0.0
+        if a.limited_at is not None:
+            wait_s = (sent if sent is not None else close) - a.limited_at
+        error = a.error
+        if error is None and a is rec.attempts[-1] and rec.state is not CallState.OK:
+            error = rec.reason  # e.g. a 2xx that did not parse: the call's reason
+        return {
+            "attempt": a.number,
+            "status": a.status,
+            "ok": a.status is not None and 200 <= a.status < 300,
+            "error": self._hide_opt(error),
+            "started_ms": self._ms(a.queued_at),
+            "queued_ms": max(0.0, queued_s) * 1000,
+            "wait_ms": max(0.0, wait_s) * 1000,
+            "latency_ms": None if a.latency_s is None else a.latency_s * 1000,
+            "backoff_ms": a.backoff_s * 1000,
+            "bytes": a.bytes,
+            "cache_hit": False,
+            "breaker_state": None if a.breaker_state is None else str(a.breaker_state.value),
+        }
 
     def summary(self) -> str:
         """One line: calls, outcomes, wall time, p50/p95 latency."""
@@ -114,9 +152,75 @@ class Run:
             f"p50 {percentile(latencies, 50):.1f} ms, p95 {percentile(latencies, 95):.1f} ms"
         )
 
+    # -- views (each loads its library on first use) ------------------------------------------
+
+    @functools.cached_property
+    def calls(self) -> pd.DataFrame:
+        """One row per attempt, typed columns; see `_frames.CALL_COLUMNS` for the schema."""
+        from ._frames import calls_frame
+
+        return calls_frame(self)
+
+    @functools.cached_property
+    def metrics(self) -> pd.DataFrame:
+        """One row per endpoint plus ``ALL``: outcome counts, retries, latency, wait."""
+        from ._frames import metrics_frame
+
+        return metrics_frame(self)
+
+    def timeline(self) -> go.Figure:
+        """A waterfall: one row per call, each attempt split into its phases, in ms."""
+        from ._charts import timeline_figure
+
+        return timeline_figure(self)
+
+    def latency_chart(self) -> go.Figure:
+        """Per-endpoint distribution of in-flight latency, with p50 and p95 marked."""
+        from ._charts import latency_figure
+
+        return latency_figure(self)
+
+    def dag(self) -> DagView:
+        """The dependency graph that ran, coloured by outcome (mermaid and plain text)."""
+        from ._charts import dag_view
+
+        return dag_view(self)
+
+    def to_python(self) -> str:
+        """A runnable script that rebuilds this run's config and executes it with its input.
+
+        Raises:
+            ConfigError: the run has no config to export.
+        """
+        from ._export_python import to_python
+
+        return to_python(self)
+
+    def _repr_mimebundle_(
+        self, include: Collection[str] | None = None, exclude: Collection[str] | None = None
+    ) -> dict[str, str]:
+        """The notebook display: summary, per-endpoint table, results as collapsible JSON."""
+        from ._frames import run_html, run_text
+
+        bundle = {"text/plain": run_text(self), "text/html": run_html(self)}
+        return {
+            mime: value
+            for mime, value in bundle.items()
+            if (include is None or mime in include) and (exclude is None or mime not in exclude)
+        }
+
+    # -- helpers -------------------------------------------------------------------------------
+
     def _ms(self, t: float) -> float:
-        return (t - self.started_at) * 1000
+        return max(0.0, (t - self.started_at) * 1000)
+
+    def _hide(self, text: str) -> str:
+        """`text` with every known secret value replaced by ``[REDACTED]``."""
+        return scrub_values(text, self.secret_values) if self.secret_values else text
+
+    def _hide_opt(self, text: str | None) -> str | None:
+        return None if text is None else self._hide(text)
 
     def __repr__(self) -> str:
         status = "ok" if self.ok else f"error: {self.error}" if self.error else "with failures"
-        return f"<Run {self.mode.value} {status}: {self.summary()}>"
+        return self._hide(f"<Run {self.mode.value} {status}: {self.summary()}>")

@@ -23,7 +23,7 @@ def _config(demo: DemoServer, **kwargs: object) -> APIOrchestrationConfig:
         # the secret sits in a header whose NAME is not secret-like, and in the URL path
         APIEndpoint(
             name="echo",
-            url=demo.url + "/echo/{$secrets.TOKEN}",
+            url=demo.url + "/echo?t={$secrets.TOKEN}",
             headers={"X-Custom": "{$secrets.TOKEN}"},
             retry_count=0,
         ),
@@ -51,20 +51,29 @@ async def test_secret_reaches_the_server_but_no_record_log_or_error(
     assert sent.query["note"] == TOKEN
     run = orch.last_run
     assert run is not None
+    # `execute`'s results are the API's own data (here /echo sends the request back), so
+    # they keep what the server returned; every display, log, error and export must not
+    bundle = run._repr_mimebundle_()
     shown = "\n".join(
         [
             caplog.text,
             str(info.value),
-            repr(info.value.results),
             repr(run),
             repr(run.attempt_rows()),
-            repr(run.results),
             str(run.records["fails"].error),
             repr(orch.config),
+            bundle["text/plain"],
+            bundle["text/html"],
+            run.calls.to_string(),
+            run.metrics.to_string(),
+            run.dag().mermaid,
+            repr(run.timeline().to_dict()),
+            run.to_python(),
         ]
     )
     assert TOKEN not in shown
     assert "[REDACTED]" in caplog.text
+    assert run.results["echo"]["query"]["t"] == TOKEN  # the data itself is untouched
 
 
 async def test_secret_in_the_url_path_is_hidden_in_the_record(demo: DemoServer) -> None:

@@ -1,0 +1,65 @@
+"""The notebook layer: ``%load_ext apiorch_nb`` registers everything here; unload removes it.
+
+It depends on the engine; the engine never imports this package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .loop import enable_asyncio_run
+
+__all__ = ["enable_asyncio_run", "load_ipython_extension", "unload_ipython_extension"]
+
+_STATE_KEY = "_apiorch_nb_extension"
+
+
+def load_ipython_extension(shell: Any) -> None:
+    """Register the magics, the cell rewrite, the run display, completion and the hint."""
+    from ..run import Run
+    from .complete import make_matcher
+    from .display import show_run
+    from .loop import AsyncioRunHint, InterruptWakesLoop, rewrite_cell
+    from .magics import OrchestrateMagics
+
+    if getattr(shell, _STATE_KEY, None) is not None:
+        return  # already loaded: IPython calls us again on %reload_ext after unloading
+    magics = OrchestrateMagics(shell=shell)
+    shell.register_magics(magics)
+    shell.input_transformers_cleanup.append(rewrite_cell)
+    formatter = shell.display_formatter.ipython_display_formatter
+    previous_display = formatter.for_type(Run, show_run)
+    matcher = None
+    if getattr(shell, "Completer", None) is not None:
+        matcher = make_matcher(lambda: shell.user_ns)
+        shell.Completer.custom_matchers.append(matcher)
+    hint = AsyncioRunHint(shell)
+    hint.install()
+    wakeup = InterruptWakesLoop()
+    wakeup.install()
+    setattr(shell, _STATE_KEY, (magics, previous_display, matcher, hint, wakeup))
+
+
+def unload_ipython_extension(shell: Any) -> None:
+    """Remove everything `load_ipython_extension` added, leaving the shell as it was."""
+    from ..run import Run
+    from .loop import rewrite_cell
+
+    state = getattr(shell, _STATE_KEY, None)
+    if state is None:
+        return
+    magics, previous_display, matcher, hint, wakeup = state
+    for kind in ("cell", "line"):
+        shell.magics_manager.magics[kind].pop("orchestrate", None)
+    shell.magics_manager.registry.pop(type(magics).__name__, None)
+    if rewrite_cell in shell.input_transformers_cleanup:
+        shell.input_transformers_cleanup.remove(rewrite_cell)
+    formatter = shell.display_formatter.ipython_display_formatter
+    formatter.type_printers.pop(Run, None)
+    if previous_display is not None:
+        formatter.for_type(Run, previous_display)
+    if matcher is not None and matcher in shell.Completer.custom_matchers:
+        shell.Completer.custom_matchers.remove(matcher)
+    hint.uninstall()
+    wakeup.uninstall()
+    setattr(shell, _STATE_KEY, None)

@@ -1,0 +1,74 @@
+"""The ``%%orchestrate`` magic line: options, ``NAME <<``, and their defaults from %config."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+_STORE = re.compile(r"(?:^|\s)([A-Za-z_]\w*)\s*<<(?=\s|$)")
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*([a-z]*)\s*$")
+_UNITS = {
+    "": 1.0,
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+}
+
+
+@dataclass
+class CellOptions:
+    """What one ``%%orchestrate`` run was asked to do."""
+
+    mode: str = "sequential"
+    max_concurrent: int = 10
+    total_timeout: float | None = None
+    fail_fast: bool = False
+    rate_limit: tuple[int, float] | None = None  # (requests, window seconds), all endpoints
+    cache_ttl: float | None = None
+    input_var: str | None = None
+    allow_failures: bool = False
+    dry_run: bool = False
+    quiet: bool = False
+    file: str | None = None
+    store_as: str | None = None
+
+
+def split_store_target(line: str) -> tuple[str, str | None]:
+    """Take ``NAME <<`` out of the magic line (jupysql style); return (rest, NAME)."""
+    match = _STORE.search(line)
+    if match is None:
+        return line, None
+    rest = (line[: match.start()] + " " + line[match.end() :]).strip()
+    return rest, match.group(1)
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    """``100/min``, ``10/s``, ``5/30s`` -> (limit, window seconds).
+
+    Raises:
+        ConfigError: not of that form.
+    """
+    match = _RATE.match(text.lower())
+    if not match or match.group(3) not in _UNITS:
+        raise ConfigError(f"rate limit must look like 100/min, 10/s or 5/30s, got {text!r}")
+    count, amount, unit = match.groups()
+    window = (float(amount) if amount else 1.0) * _UNITS[unit]
+    if int(count) < 1 or window <= 0:
+        raise ConfigError(f"rate limit must be at least 1 per a positive window, got {text!r}")
+    return int(count), window
+
+
+def tokens(line: str) -> list[str]:
+    """shlex tokens of the magic line, with a readable error for unbalanced quotes."""
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise ConfigError(f"cannot read the magic line: {exc}") from None

@@ -1,0 +1,95 @@
+"""How a run appears in a notebook, and how a failed one is told in one line.
+
+A run is shown as separate outputs, in reading order: the summary with the per-endpoint
+table and the collapsible responses, the waterfall, the latency chart and the dependency
+graph. Figures go out as static Plotly JSON (``application/vnd.plotly.v1+json``), never
+as widget state or embedded plotly.js, so saved notebooks stay small and work offline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .._call import CallState
+from ..config import APIOrchestrationConfig
+from ..run import Run
+
+_FAILED = (CallState.FAILED, CallState.CIRCUIT_OPEN)
+
+
+def show_run(run: Run) -> None:
+    """Display every view of `run`; registered as the notebook display of `Run` objects.
+
+    It emits raw bundles only (never ``display(run)``), so it cannot recurse into itself.
+    """
+    from IPython.display import display
+
+    display(run._repr_mimebundle_(), raw=True)
+    if not run.records:
+        return
+    show_figure(run.timeline())
+    if any(a.latency_s is not None for r in run.records.values() for a in r.attempts):
+        show_figure(run.latency_chart())
+    display(run.dag()._repr_mimebundle_(), raw=True)
+
+
+def show_figure(figure: Any) -> None:
+    """A Plotly figure as static JSON plus a text fallback; no plotly.js is embedded."""
+    from IPython.display import display
+
+    layout_title = figure.layout.title.text or "figure"
+    display(
+        {
+            "application/vnd.plotly.v1+json": {
+                "data": [trace.to_plotly_json() for trace in figure.data],
+                "layout": figure.layout.to_plotly_json(),
+                "config": {"displaylogo": False, "responsive": True},
+            },
+            "text/plain": f"<Plotly figure: {layout_title}>",
+        },
+        raw=True,
+    )
+
+
+def show_plan(config: APIOrchestrationConfig, secret_names: Iterable[str]) -> None:
+    """``--dry-run``: the endpoints and the graph that would run; nothing is sent."""
+    from IPython.display import display
+
+    from ..orchestrator import APIOrchestrator
+
+    plan = APIOrchestrator(config).plan()
+    display(plan._repr_mimebundle_(), raw=True)
+    display(plan.dag()._repr_mimebundle_(), raw=True)
+    names = sorted(secret_names)
+    if names:
+        display({"text/plain": f"secrets it would read: {', '.join(names)}"}, raw=True)
+
+
+def failure_message(run: Run, *, interrupted: bool, store: str | None) -> str:
+    """One readable line (or a few) naming the endpoints that failed and why."""
+    where = (
+        f"the run is stored in `{store}`"
+        if store
+        else "add `NAME <<` to the magic line to keep the run"
+    )
+    if interrupted:
+        done = [r.endpoint for r in run.records.values() if r.state is not CallState.CANCELLED]
+        cancelled = [r.endpoint for r in run.records.values() if r.state is CallState.CANCELLED]
+        return (
+            f"interrupted: {len(done)} call(s) finished, {len(cancelled)} cancelled "
+            f"({', '.join(cancelled) or 'none'}); {where}"
+        )
+    problems = []
+    for record in run.records.values():
+        if record.state in _FAILED and not record.rescued:
+            attempts = f" after {len(record.attempts)} attempts" if len(record.attempts) > 1 else ""
+            problems.append(f"{record.endpoint}: {record.reason}{attempts}")
+    head = f"{len(problems)} of {len(run.records)} endpoint(s) failed"
+    if run.error is not None and not problems:
+        head = str(run.error)
+    elif run.error is not None:
+        head += f" ({type(run.error).__name__})"
+    detail = "; ".join(problems)
+    tail = f"{where}; --allow-failures shows failures without failing the cell"
+    return f"{head}: {detail}. {tail}" if detail else f"{head}. {tail}"

@@ -1,0 +1,256 @@
+"""``%%orchestrate`` / ``%orchestrate``: run a ``.http``-style cell on the kernel's event loop.
+
+The cell magic itself is synchronous, as IPython requires; `loop.py` rewrites every
+``%%orchestrate`` cell into ``await run_cell_async(...)`` before IPython compiles it, so the
+run happens on the kernel's own loop and the stop button cancels it. The synchronous magic
+remains for callers that bypass the rewrite (``run_cell_magic``) outside a running loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Bool, CaselessStrEnum, Float, Int, Unicode
+from traitlets.config import Configurable
+
+from .. import APIOrchestrationConfig, APIOrchestrator, OrchestrationMode, Run
+from ..cache import MemoryCache
+from ..errors import ConfigError, OrchestrationError
+from ..httpfile import compile_http, parse_http
+from ..ratelimit import InMemoryRateLimiter
+from . import display as nbdisplay
+from ._options import CellOptions, parse_rate, split_store_target
+
+_MODES = [m.value for m in OrchestrationMode]
+
+
+@magics_class
+class OrchestrateMagics(Magics, Configurable):  # type: ignore[misc]
+    """Runs ``%%orchestrate`` cells; its traits are the defaults ``%config`` can change.
+
+    Example::
+
+        %config OrchestrateMagics.mode = "parallel"
+        %config OrchestrateMagics.max_concurrent = 20
+    """
+
+    mode = CaselessStrEnum(
+        _MODES,
+        default_value="sequential",
+        config=True,
+        help="Orchestration mode when --mode is not given.",
+    )
+    max_concurrent = Int(10, config=True, help="Calls in flight at once.")
+    total_timeout = Float(
+        None, allow_none=True, config=True, help="Seconds for the whole run; None for no limit."
+    )
+    fail_fast = Bool(False, config=True, help="Cancel the rest at the first failure.")
+    rate_limit = Unicode(
+        None, allow_none=True, config=True, help="Global rate limit such as '100/min'."
+    )
+    cache_ttl = Float(
+        None, allow_none=True, config=True, help="Seconds to cache GET/HEAD responses across runs."
+    )
+    allow_failures = Bool(False, config=True, help="Do not fail the cell when an endpoint failed.")
+    quiet = Bool(False, config=True, help="Show nothing; only store the run.")
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        # Shared by every run in this kernel, so `@cache` and rate limits hold across cells.
+        self.cache = MemoryCache()
+        self.limiter = InMemoryRateLimiter()
+        self._secrets: dict[str, str] = {}
+
+    # -- the magics IPython sees -------------------------------------------------------------
+
+    @magic_arguments()
+    @argument(
+        "-m",
+        "--mode",
+        choices=_MODES,
+        help="sequential, parallel, fanout, pipeline, conditional or hybrid",
+    )
+    @argument("-c", "--max-concurrent", type=int, help="calls in flight at once")
+    @argument("-t", "--total-timeout", type=float, help="seconds for the whole run")
+    @argument(
+        "--fail-fast",
+        action="store_true",
+        default=None,
+        help="cancel the rest at the first failure",
+    )
+    @argument("--rate-limit", help="global rate limit, e.g. 100/min or 10/s")
+    @argument("--cache-ttl", type=float, help="seconds to cache GET/HEAD responses")
+    @argument("-i", "--input", dest="input_var", help="notebook variable holding the run's input")
+    @argument(
+        "--allow-failures",
+        action="store_true",
+        default=None,
+        help="show failures but do not fail the cell",
+    )
+    @argument("--dry-run", action="store_true", help="show the plan and graph; send nothing")
+    @argument("-q", "--quiet", action="store_true", default=None, help="display nothing")
+    @argument("-f", "--file", help="run a .http file instead of the cell")
+    @cell_magic
+    def orchestrate(self, line: str, cell: str = "") -> Any:
+        """Run the cell's requests (``.http`` syntax) as one orchestration.
+
+        ``%%orchestrate [options] [NAME <<]`` stores the run in NAME. The cell's requests are
+        separated by ``###``; ``# @name``, ``# @depends_on``, ``# @retry``, ``# @timeout``,
+        ``# @rate_limit``, ``# @burst``, ``# @cache``, ``# @condition`` and friends set each
+        request's orchestration; ``{{...}}`` fills from earlier responses, the input,
+        notebook variables and the environment.
+        """
+        return self._run_blocking(line, cell)
+
+    @line_magic("orchestrate")
+    def orchestrate_line(self, line: str) -> Any:
+        """``%orchestrate -f requests.http [options] [NAME <<]``: run a .http file."""
+        return self._run_blocking(line, None)
+
+    # -- the real work -----------------------------------------------------------------------
+
+    async def run_async(self, line: str, cell: str | None) -> Run | None:
+        """Parse, run and display one orchestration; the rewritten cell awaits this.
+
+        Raises:
+            UsageError: a bad cell or option, a failed endpoint (unless --allow-failures),
+                or an interrupted run: one readable line, and the cell still fails.
+        """
+        opts = self.options(line)
+        text, first_line = self._source(opts, cell)
+        try:
+            compiled = compile_http(
+                parse_http(text, first_line=first_line),
+                namespace=self.shell.user_ns if self.shell is not None else {},
+                environ=os.environ,
+                input_keys=_keys(self._input(opts)),
+            )
+            config = self._config(opts, compiled.endpoints)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        if opts.dry_run:
+            nbdisplay.show_plan(config, compiled.secret_names)
+            return None
+        orchestrator = APIOrchestrator(
+            config,
+            limiter=self.limiter,
+            cache=self.cache,
+            secrets=self._secret_values(compiled.secret_names),
+        )
+        interrupted = False
+        error: BaseException | None = None
+        try:
+            await orchestrator.execute(self._input(opts))
+        except asyncio.CancelledError:
+            interrupted = True
+        except OrchestrationError as exc:
+            error = exc
+        finally:
+            await orchestrator.close()
+        run = orchestrator.last_run
+        assert run is not None
+        run.source = text
+        if opts.store_as:
+            self.shell.user_ns[opts.store_as] = run
+        if interrupted or (not opts.allow_failures and (error is not None or not run.ok)):
+            if not opts.quiet:
+                nbdisplay.show_run(run)
+            raise UsageError(
+                nbdisplay.failure_message(run, interrupted=interrupted, store=opts.store_as)
+            )
+        return None if opts.quiet else run
+
+    def options(self, line: str) -> CellOptions:
+        """The magic line merged over the %config defaults."""
+        rest, store_as = split_store_target(line)
+        args = parse_argstring(self.orchestrate, rest)
+        try:
+            rate = args.rate_limit or self.rate_limit
+            opts = CellOptions(
+                mode=args.mode or self.mode,
+                max_concurrent=_pick(args.max_concurrent, self.max_concurrent),
+                total_timeout=_pick(args.total_timeout, self.total_timeout),
+                fail_fast=_pick(args.fail_fast, self.fail_fast),
+                rate_limit=parse_rate(rate) if rate else None,
+                cache_ttl=_pick(args.cache_ttl, self.cache_ttl),
+                input_var=args.input_var,
+                allow_failures=_pick(args.allow_failures, self.allow_failures),
+                dry_run=args.dry_run,
+                quiet=_pick(args.quiet, self.quiet),
+                file=args.file,
+                store_as=store_as,
+            )
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        return opts
+
+    def _run_blocking(self, line: str, cell: str | None) -> Any:
+        """For callers that bypass the rewrite: run on a private loop if none is running."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.run_async(line, cell))
+        raise UsageError(
+            "%%orchestrate must run as its own cell (it awaits on the kernel's event loop); "
+            "it cannot be called through run_cell_magic from running async code"
+        )
+
+    def _source(self, opts: CellOptions, cell: str | None) -> tuple[str, int]:
+        if opts.file:
+            path = Path(opts.file).expanduser()
+            try:
+                return path.read_text(encoding="utf-8"), 1
+            except OSError as exc:
+                raise UsageError(f"cannot read {opts.file}: {exc.strerror}") from None
+        if cell is None or not cell.strip():
+            raise UsageError("nothing to run: write requests in the cell, or use -f FILE.http")
+        return cell, 2  # line 1 of the cell is the %%orchestrate line
+
+    def _input(self, opts: CellOptions) -> Any:
+        if opts.input_var is None:
+            return None
+        ns = self.shell.user_ns if self.shell is not None else {}
+        if opts.input_var not in ns:
+            raise UsageError(f"--input {opts.input_var}: no such variable in the notebook")
+        return ns[opts.input_var]
+
+    def _config(self, opts: CellOptions, endpoints: list[Any]) -> APIOrchestrationConfig:
+        rate, window = opts.rate_limit if opts.rate_limit else (None, 60.0)
+        return APIOrchestrationConfig(
+            endpoints=endpoints,
+            mode=OrchestrationMode(opts.mode),
+            max_concurrent=opts.max_concurrent,
+            total_timeout=opts.total_timeout,
+            fail_fast=opts.fail_fast,
+            global_rate_limit=rate,
+            rate_limit_window=window,
+            cache_ttl=opts.cache_ttl,
+        )
+
+    def _secret_values(self, names: set[str]) -> dict[str, str]:
+        """``{{$secret NAME}}``: the environment variable NAME, else ask once per kernel."""
+        values: dict[str, str] = {}
+        for name in sorted(names):
+            if name not in self._secrets:
+                value = os.environ.get(name)
+                if value is None:
+                    value = getpass.getpass(f"{name} (hidden, asked once per kernel): ")
+                self._secrets[name] = value
+            values[name] = self._secrets[name]
+        return values
+
+
+def _pick(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _keys(value: Any) -> list[str]:
+    return [str(k) for k in value] if isinstance(value, Mapping) else []
