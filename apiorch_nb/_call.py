@@ -124,6 +124,22 @@ class CallRecord:
     _states: list[CallState] = field(default_factory=lambda: [CallState.PENDING])
     _stamps: array[float] = field(default_factory=lambda: array("d", (_monotonic(),)))
 
+    @classmethod
+    def begin(cls, endpoint: str, method: str, url: str) -> CallRecord:
+        """A new record, pending now (the scheduler makes thousands of these per run)."""
+        return cls(
+            endpoint,
+            method,
+            url,
+            [],
+            None,
+            None,
+            False,
+            None,
+            [CallState.PENDING],
+            array("d", (_monotonic(),)),
+        )
+
     @property
     def events(self) -> list[tuple[CallState, float]]:
         """Every transition as (state, monotonic time), oldest first."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -18,7 +19,8 @@ from typing import Any
 import aiohttp
 
 from . import _http
-from ._call import CallRecord, CallState
+from ._call import Attempt, CallRecord, CallState
+from ._call_outcome import call_user, fail_call, parse_response
 from ._plan import Node
 from ._redact import redact_mapping, redact_url, scrub_values
 from ._template import Context, render
@@ -28,10 +30,8 @@ from .endpoint import BODY_METHODS, APIEndpoint
 from .errors import (
     CallError,
     CallTimeout,
-    CircuitOpenError,
     ConfigError,
     HTTPStatusError,
-    ResponseParseError,
     TransportError,
 )
 from .ratelimit import Limiter
@@ -74,11 +74,6 @@ class Request:
     body: Any
 
 
-def error_record(exc: BaseException) -> dict[str, Any]:
-    """The result of a failed, unrescued endpoint: ``{"error": ..., "status": ...}``."""
-    return {"error": str(exc), "status": getattr(exc, "status", None)}
-
-
 async def run_call(
     node: Node,
     record: CallRecord,
@@ -89,18 +84,25 @@ async def run_call(
     run_input: Any,
     slots: asyncio.Semaphore,
     deadline: float | None,
-) -> Any:
-    """Run `node`'s call; return what a PIPELINE successor receives as input."""
+    finish: Callable[[Node, CallRecord, Any], None],
+) -> None:
+    """Run `node`'s call to a terminal state, then ``finish(node, record, output)``.
+
+    `output` is what a PIPELINE successor receives as input. `finish` is called in this
+    task (not in a done callback) so the scheduler can stop the run before a call woken by
+    the slot this one frees gets to send; it is not called when the call is cancelled.
+    """
     ep = node.endpoint
     try:
-        if ep.condition is not None and not _call_user(
+        if ep.condition is not None and not call_user(
             ep, "condition", ep.condition, Context(input, results, run_input)
         ):
             record.reason = "condition is false"
             record.to(CallState.SKIPPED)
-            return input  # a skipped pipeline step passes its input on unchanged
+            finish(node, record, input)  # a skipped pipeline step passes its input on
+            return
         shaped = (
-            _call_user(ep, "transform_input", ep.transform_input, input)
+            call_user(ep, "transform_input", ep.transform_input, input)
             if ep.transform_input is not None
             else input
         )
@@ -112,7 +114,7 @@ async def run_call(
             await _fetch_cached(node, record, svc, request, slots, deadline, ttl)
         else:
             response = await _send(ep, record, svc, request, slots, deadline)
-            result = _parse(ep, response)
+            result = parse_response(ep, response)
             record.result = await result if inspect.iscoroutine(result) else result
             record.to(CallState.OK)
     except asyncio.CancelledError:
@@ -120,8 +122,8 @@ async def run_call(
             record.to(CallState.CANCELLED)
         raise
     except Exception as exc:
-        await _fail(ep, record, exc, svc)
-    return record.result
+        await fail_call(ep, record, exc, svc.hide if svc.secrets else None)
+    finish(node, record, record.result)
 
 
 def build_request(
@@ -174,7 +176,7 @@ async def _fetch_cached(
     while True:
         cached = svc.cache.get(ep.name, key)
         if cached is not None:
-            result = _parse(ep, cached)
+            result = parse_response(ep, cached)
             record.result = await result if inspect.iscoroutine(result) else result
             record.to(CallState.CACHED)
             return
@@ -185,7 +187,7 @@ async def _fetch_cached(
         stored: _http.Response | None = None
         try:
             response = await _send(ep, record, svc, request, slots, deadline)
-            result = _parse(ep, response)
+            result = parse_response(ep, response)
             record.result = await result if inspect.iscoroutine(result) else result
             svc.cache.set(ep.name, key, response, ttl)
             stored = response
@@ -223,22 +225,19 @@ async def _send(
 ) -> _http.Response:
     """Send until a 2xx, a non-retryable failure, or no retries left; tell the breaker.
 
-    The breaker hears once per call, after its retries. 5xx, 429, transport errors and
-    timeouts count against it; any other 4xx means the service answered, so it counts
-    as healthy; a cancelled call says nothing either way.
+    Each attempt takes a concurrency slot, then a rate-limit permit (settled when the
+    response arrives), then sends. Backing off happens outside the slot.
     """
     breaker = svc.breakers[ep.name]
-    breaker.before_call()
-    policy = svc.policies[ep.name]
+    breaker_state = breaker.before_call()
     categories = svc.categories.get(ep.name)
-    loop = asyncio.get_running_loop()
     session = svc.session
     assert session is not None
     try:
         while True:
             attempt = record.to(CallState.QUEUED)
             assert attempt is not None
-            attempt.breaker_state = breaker.state
+            attempt.breaker_state = breaker_state if attempt.number == 1 else breaker.state
             response: _http.Response | None = None
             error: CallError | None = None
             async with slots:
@@ -261,144 +260,92 @@ async def _send(
                         timeout=ep.timeout,
                     )
                 except (TransportError, CallTimeout) as exc:
-                    exc.attempts = attempt.number
                     error = exc
                 finally:
                     if permit is not None:
                         permit.settle()
             if response is not None:
-                attempt.status = response.status
-                attempt.bytes = len(response.body)
-                if svc.log_responses:
-                    elapsed = loop.time() - (attempt.sent_at or loop.time())
-                    _log_response(ep, response, elapsed, svc)
+                _note_response(ep, svc, attempt, response)
                 if 200 <= response.status < 300:
                     breaker.record_success()
                     return response
-                error = HTTPStatusError(
-                    ep.name,
-                    response.status,
-                    response.body[:500].decode("utf-8", "replace"),
-                    attempts=attempt.number,
-                )
-            assert error is not None
-            attempt.error = svc.hide(error.reason)
-            decision = policy.decide(
-                AttemptOutcome(
-                    attempt=attempt.number,
-                    status=response.status if response is not None else None,
-                    transport_error=response is None,
-                    retry_after=(
-                        response.headers.get("Retry-After") if response is not None else None
-                    ),
-                    now=loop.time(),
-                    deadline=deadline,
-                )
-            )
-            if not decision.retry:
+            error = _attempt_error(ep, svc, attempt, response, error)
+            delay = _retry_delay(svc.policies[ep.name], attempt, response, deadline)
+            if delay is None:
                 raise error
             record.to(CallState.BACKING_OFF)
-            await asyncio.sleep(decision.delay)
-    except (TransportError, CallTimeout):
-        breaker.record_failure()
+            await asyncio.sleep(delay)
+    except BaseException as exc:
+        _tell_breaker(breaker, exc)
         raise
-    except HTTPStatusError as exc:
+
+
+def _note_response(
+    ep: APIEndpoint, svc: Services, attempt: Attempt, response: _http.Response
+) -> None:
+    attempt.status = response.status
+    attempt.bytes = len(response.body)
+    if svc.log_responses:
+        elapsed = time.monotonic() - (attempt.sent_at or time.monotonic())
+        _log_response(ep, response, elapsed, svc)
+
+
+def _attempt_error(
+    ep: APIEndpoint,
+    svc: Services,
+    attempt: Attempt,
+    response: _http.Response | None,
+    error: CallError | None,
+) -> CallError:
+    """The error this failed attempt stands for, noted on the attempt."""
+    if response is not None:
+        error = HTTPStatusError(
+            ep.name,
+            response.status,
+            response.body[:500].decode("utf-8", "replace"),
+            attempts=attempt.number,
+        )
+    assert error is not None
+    error.attempts = attempt.number
+    attempt.error = svc.hide(error.reason)
+    return error
+
+
+def _retry_delay(
+    policy: RetryPolicy,
+    attempt: Attempt,
+    response: _http.Response | None,
+    deadline: float | None,
+) -> float | None:
+    """Seconds to back off before the next attempt, or None to give up."""
+    decision = policy.decide(
+        AttemptOutcome(
+            attempt=attempt.number,
+            status=response.status if response is not None else None,
+            transport_error=response is None,
+            retry_after=response.headers.get("Retry-After") if response is not None else None,
+            now=asyncio.get_running_loop().time(),  # the deadline's clock
+            deadline=deadline,
+        )
+    )
+    return decision.delay if decision.retry else None
+
+
+def _tell_breaker(breaker: CircuitBreaker, exc: BaseException) -> None:
+    """The breaker hears once per call, after its retries.
+
+    5xx, 429, transport errors and timeouts count against it; any other 4xx means the
+    service answered, so it counts as healthy; a cancelled call says nothing either way.
+    """
+    if isinstance(exc, (TransportError, CallTimeout)):
+        breaker.record_failure()
+    elif isinstance(exc, HTTPStatusError):
         if exc.status >= 500 or exc.status == 429:
             breaker.record_failure()
         else:
             breaker.record_success()
-        raise
-    except BaseException:
+    else:
         breaker.record_ignored()
-        raise
-
-
-def _parse(ep: APIEndpoint, response: _http.Response) -> Any:
-    """response_parser (or JSON/text by content type), then transform_output.
-
-    Synchronous on the common path; when a user callable is async, a coroutine is
-    returned for the caller to await.
-    """
-    try:
-        value = ep.response_parser(response) if ep.response_parser else response.parsed()
-    except ResponseParseError as exc:
-        raise ResponseParseError(ep.name, exc.reason) from exc
-    except Exception as exc:
-        raise ResponseParseError(
-            ep.name, f"response_parser raised {type(exc).__name__}: {exc}"
-        ) from exc
-    if ep.response_parser is not None and inspect.isawaitable(value):
-        return _finish_parse(ep, value)
-    if ep.transform_output is None:
-        return value
-    value = _call_user(ep, "transform_output", ep.transform_output, value)
-    return _awaited(value) if inspect.isawaitable(value) else value
-
-
-async def _finish_parse(ep: APIEndpoint, pending: Any) -> Any:
-    try:
-        value = await pending
-    except Exception as exc:
-        raise ResponseParseError(
-            ep.name, f"response_parser raised {type(exc).__name__}: {exc}"
-        ) from exc
-    if ep.transform_output is not None:
-        value = _call_user(ep, "transform_output", ep.transform_output, value)
-        if inspect.isawaitable(value):
-            value = await value
-    return value
-
-
-async def _awaited(value: Any) -> Any:
-    return await value
-
-
-async def _fail(ep: APIEndpoint, record: CallRecord, exc: Exception, svc: Services) -> None:
-    """Record a failure; let the endpoint's error_handler turn it into a result if it can.
-
-    Configuration errors are never rescued: they are bugs in the run, not API failures.
-    """
-    if svc.secrets:
-        _hide_in_exception(exc, svc)
-    record.error = exc
-    record.reason = getattr(exc, "reason", None) or str(exc)
-    record.result = error_record(exc)
-    if ep.error_handler is not None and not isinstance(exc, ConfigError):
-        try:
-            value = ep.error_handler(exc)
-            if inspect.isawaitable(value):
-                value = await value
-        except Exception as handler_exc:
-            record.error = CallError(
-                ep.name,
-                f"error_handler raised {type(handler_exc).__name__}: {handler_exc} "
-                f"while handling: {record.reason}",
-            )
-            record.error.__cause__ = handler_exc
-        else:
-            record.result = value
-            record.rescued = True
-    state = CallState.CIRCUIT_OPEN if isinstance(exc, CircuitOpenError) else CallState.FAILED
-    record.to(state)
-
-
-def _hide_in_exception(exc: Exception, svc: Services) -> None:
-    """Scrub secret values from an error's message before anything can display it."""
-    exc.args = tuple(svc.hide(a) if isinstance(a, str) else a for a in exc.args)
-    for attr in ("reason", "body"):
-        value = getattr(exc, attr, None)
-        if isinstance(value, str):
-            setattr(exc, attr, svc.hide(value))
-
-
-def _call_user(ep: APIEndpoint, what: str, func: Callable[[Any], Any], arg: Any) -> Any:
-    """Call a user callable; its exception becomes a CallError naming endpoint and callable."""
-    try:
-        return func(arg)
-    except (CallError, ConfigError):
-        raise
-    except Exception as exc:
-        raise CallError(ep.name, f"{what} raised {type(exc).__name__}: {exc}") from exc
 
 
 def _log_request(ep: APIEndpoint, request: Request, svc: Services) -> None:

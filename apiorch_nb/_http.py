@@ -66,7 +66,7 @@ class Response:
         """The body parsed as JSON (cached after the first call)."""
         if self._json is _UNPARSED:
             try:
-                self._json = json.loads(self.body) if self.body else None
+                self._json = _loads(self.body) if self.body else None
             except ValueError as exc:
                 raise ResponseParseError("", f"response body is not valid JSON: {exc}") from exc
         return self._json
@@ -84,6 +84,16 @@ class Response:
 
 
 _UNPARSED = object()
+
+
+def _loads(body: bytes) -> Any:
+    """JSON from bytes: UTF-8 per RFC 8259 (decoding first skips json's Python-level
+    encoding sniffing); anything else is left to json's UTF-16/32 detection."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return json.loads(body)
+    return json.loads(text)
 
 
 def _charset(headers: Mapping[str, str]) -> str | None:

@@ -39,6 +39,7 @@ class Node:
     templated: bool  # url/params/headers/body hold placeholders
     name: str  # the endpoint's name (read on every call; kept as a plain field)
     display_url: str  # the URL as records show it: redacted, placeholders unfilled
+    feeds_pipeline: bool  # a PIPELINE successor takes this endpoint's output as input
 
     @property
     def waits_for(self) -> tuple[str, ...]:
@@ -52,6 +53,7 @@ class Plan:
     children: dict[str, tuple[str, ...]]
     by_name: dict[str, Node]
     wait_counts: dict[str, int]  # how many endpoints each one waits for
+    config_order: tuple[Node, ...]  # as listed in the config (the order of results)
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -95,6 +97,7 @@ def compile_plan(endpoints: Sequence[APIEndpoint], mode: OrchestrationMode) -> P
                 ),
                 name=ep.name,
                 display_url=redact_url(ep.url),
+                feeds_pipeline=mode is OrchestrationMode.PIPELINE,
             )
         )
         previous = ep.name
@@ -108,6 +111,7 @@ def compile_plan(endpoints: Sequence[APIEndpoint], mode: OrchestrationMode) -> P
         {k: tuple(v) for k, v in children.items()},
         {n.name: n for n in nodes},
         {n.name: len(n.waits_for) for n in nodes},
+        tuple(sorted(nodes, key=lambda n: n.index)),
     )
 
 

@@ -58,8 +58,8 @@ class Scheduler:
         self.run_input = run_input
         self.metrics = metrics
         self.records: dict[str, CallRecord] = {
-            n.name: CallRecord(n.name, n.endpoint.method, n.display_url)
-            for n in sorted(plan.nodes, key=lambda n: n.index)
+            n.name: CallRecord.begin(n.name, n.endpoint.method, n.display_url)
+            for n in plan.config_order
         }
         self.results: dict[str, Any] = {}
         self._nodes = plan.by_name
@@ -111,35 +111,36 @@ class Scheduler:
     # -- graph bookkeeping -------------------------------------------------------------------
 
     def _launch(self, node: Node) -> None:
-        task = asyncio.get_running_loop().create_task(self._run_node(node))
-        self._tasks.add(task)
-        task.add_done_callback(functools.partial(self._on_done, node))
-
-    async def _run_node(self, node: Node) -> None:
         record = self.records[node.name]
-        failed_dep = (
-            next((d for d in node.needs if d in self._blocked), None)
-            if node.needs and self._blocked
-            else None
-        )
-        if failed_dep is not None:
-            record.reason = f"dependency {failed_dep!r} failed"
-            record.to(CallState.SKIPPED)
-        else:
-            source = self._outputs[node.input_from] if node.input_from else self.run_input
-            self._outputs[node.name] = await run_call(
+        if node.needs and self._blocked:
+            failed_dep = next((d for d in node.needs if d in self._blocked), None)
+            if failed_dep is not None:
+                record.reason = f"dependency {failed_dep!r} failed"
+                record.to(CallState.SKIPPED)
+                self._finish(node, record, None)
+                # on the next loop turn, so a long chain of skips does not recurse
+                asyncio.get_running_loop().call_soon(self._release_children, node)
+                return
+        task = asyncio.get_running_loop().create_task(
+            run_call(
                 node,
                 record,
                 self.svc,
-                input=source,
+                input=self._outputs[node.input_from] if node.input_from else self.run_input,
                 results=self.results,
                 run_input=self.run_input,
                 slots=self._slots,
                 deadline=self._deadline,
+                finish=self._finish,
             )
-        # Settled in the call's own task, not in its done callback: a call queued for the
-        # slot this one just freed is already scheduled to wake, and a failure that stops
-        # the run must cancel it before it can send.
+        )
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._on_done, node))
+
+    def _finish(self, node: Node, record: CallRecord, output: Any) -> None:
+        """A call reached its outcome: count it, file its result, decide about stopping."""
+        if node.feeds_pipeline:
+            self._outputs[node.name] = output
         self._account(record)
         self._settle(node, record)
 
@@ -155,7 +156,11 @@ class Scheduler:
                 record.to(CallState.FAILED)
             self._stop_with(exc)
             return
-        if self._abort is not None:
+        self._release_children(node)
+
+    def _release_children(self, node: Node) -> None:
+        """`node` is done: start whatever was waiting only for it; end the run if all are."""
+        if self._abort is not None or self._stopping:
             return
         self._unfinished -= 1
         for child in self.plan.children[node.name]:
@@ -167,7 +172,7 @@ class Scheduler:
 
     def _settle(self, node: Node, record: CallRecord) -> None:
         """File the call's result and decide whether its failure stops the run."""
-        state = record.state
+        state = record._states[-1]
         if state is CallState.SKIPPED:
             if record.reason and record.reason.startswith("dependency"):
                 self._blocked.add(node.name)
@@ -206,8 +211,8 @@ class Scheduler:
                 wait_s += a.rate_wait_s
         if wait_s:
             m.record_rate_limit_wait(name, wait_s * 1000)
-        retries = max(0, len(record.attempts) - 1)
-        state = record.state
+        retries = len(record.attempts) - 1 if record.attempts else 0
+        state = record._states[-1]
         if state is CallState.OK:
             latency = record.attempts[-1].latency_s if record.attempts else None
             m.record_request(name, (latency or 0.0) * 1000, retries=retries)

@@ -88,15 +88,18 @@ class CircuitBreaker:
         """Consecutive failures counted while closed."""
         return self._failures
 
-    def before_call(self) -> None:
-        """Admit one call or refuse it; an admitted call must end in exactly one of
-        `record_success`, `record_failure` or `record_ignored`."""
+    def before_call(self) -> BreakerState:
+        """Admit one call (returning the state it was admitted in) or refuse it.
+
+        An admitted call must end in exactly one of `record_success`, `record_failure`
+        or `record_ignored`.
+        """
         state = self.state
         if state is BreakerState.CLOSED:
-            return
+            return state
         if state is BreakerState.HALF_OPEN and not self._probe_out:
             self._probe_out = True
-            return
+            return state
         self.rejections += 1
         retry_in = max(0.0, self.timeout - (self._clock() - self._opened_at))
         raise CircuitOpenError(self.name, retry_in)

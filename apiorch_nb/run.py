@@ -49,10 +49,11 @@ class Run:
     input: Any = None  # the run's input (execute's `data`)
     #: Secret values (``secrets=``) to scrub from every view, in case one reached a field.
     secret_values: Collection[str] = field(default=(), repr=False)
-    outcomes: Counter[str] = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.outcomes = Counter(r.state.value for r in self.records.values())
+    @property
+    def outcomes(self) -> Counter[str]:
+        """How many calls ended in each state (computed when asked: runs can be large)."""
+        return Counter(r.state.value for r in self.records.values())
 
     @property
     def duration_s(self) -> float:
@@ -195,6 +196,40 @@ class Run:
         from ._export_python import to_python
 
         return to_python(self)
+
+    def to_http(self) -> str:
+        """This run's endpoints as a ``.http`` file (the ``%%orchestrate`` cell language).
+
+        Values are written as they were resolved, so the file runs anywhere; secrets stay
+        ``{{$secret NAME}}`` and credentials never appear. The first line says how to run it
+        with the same run settings.
+
+        Raises:
+            ConfigError: the run has no config, or an endpoint cannot be written as .http.
+        """
+        from .errors import ConfigError
+        from .httpfile import to_http
+
+        if self.config is None:
+            raise ConfigError("this run has no config to export")
+        return f"# {self._magic_line()}\n\n" + to_http(self.config.endpoints)
+
+    def _magic_line(self) -> str:
+        """The ``%%orchestrate`` options that reproduce this run's settings."""
+        cfg = self.config
+        assert cfg is not None
+        parts = ["%%orchestrate", "--mode", cfg.mode.value]
+        if cfg.max_concurrent != 10:
+            parts += ["--max-concurrent", str(cfg.max_concurrent)]
+        if cfg.total_timeout is not None:
+            parts += ["--total-timeout", f"{cfg.total_timeout:g}"]
+        if cfg.fail_fast:
+            parts.append("--fail-fast")
+        if cfg.global_rate_limit is not None:
+            parts += ["--rate-limit", f"{cfg.global_rate_limit}/{cfg.rate_limit_window:g}s"]
+        if cfg.cache_ttl is not None:
+            parts += ["--cache-ttl", f"{cfg.cache_ttl:g}"]
+        return " ".join(parts)
 
     def _repr_mimebundle_(
         self, include: Collection[str] | None = None, exclude: Collection[str] | None = None

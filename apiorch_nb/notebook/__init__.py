@@ -31,7 +31,7 @@ def load_ipython_extension(shell: Any) -> None:
     previous_display = formatter.for_type(Run, show_run)
     matcher = None
     if getattr(shell, "Completer", None) is not None:
-        matcher = make_matcher(lambda: shell.user_ns)
+        matcher = make_matcher(lambda: _user_names(shell))
         shell.Completer.custom_matchers.append(matcher)
     hint = AsyncioRunHint(shell)
     hint.install()
@@ -52,6 +52,8 @@ def unload_ipython_extension(shell: Any) -> None:
     for kind in ("cell", "line"):
         shell.magics_manager.magics[kind].pop("orchestrate", None)
     shell.magics_manager.registry.pop(type(magics).__name__, None)
+    if magics in shell.configurables:  # Magics.__init__ added it; %config would still reach it
+        shell.configurables.remove(magics)
     if rewrite_cell in shell.input_transformers_cleanup:
         shell.input_transformers_cleanup.remove(rewrite_cell)
     formatter = shell.display_formatter.ipython_display_formatter
@@ -62,4 +64,11 @@ def unload_ipython_extension(shell: Any) -> None:
         shell.Completer.custom_matchers.remove(matcher)
     hint.uninstall()
     wakeup.uninstall()
-    setattr(shell, _STATE_KEY, None)
+    delattr(shell, _STATE_KEY)
+
+
+def _user_names(shell: Any) -> dict[str, Any]:
+    """The notebook's own names, without those IPython put there (``exit``, ``get_ipython``),
+    unless the user rebound them: the same rule as ``%who``."""
+    hidden = shell.user_ns_hidden
+    return {k: v for k, v in shell.user_ns.items() if k not in hidden or hidden[k] is not v}

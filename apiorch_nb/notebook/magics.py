@@ -150,6 +150,9 @@ class OrchestrateMagics(Magics, Configurable):  # type: ignore[misc]
         try:
             await orchestrator.execute(self._input(opts))
         except asyncio.CancelledError:
+            # The stop button. The engine has already recorded every call as done or
+            # cancelled; at this boundary (the cell's own task) the interrupt becomes the
+            # one-line UsageError below, which still fails the cell, instead of a traceback.
             interrupted = True
         except OrchestrationError as exc:
             error = exc
@@ -157,7 +160,6 @@ class OrchestrateMagics(Magics, Configurable):  # type: ignore[misc]
             await orchestrator.close()
         run = orchestrator.last_run
         assert run is not None
-        run.source = text
         if opts.store_as:
             self.shell.user_ns[opts.store_as] = run
         if interrupted or (not opts.allow_failures and (error is not None or not run.ok)):
@@ -171,7 +173,10 @@ class OrchestrateMagics(Magics, Configurable):  # type: ignore[misc]
     def options(self, line: str) -> CellOptions:
         """The magic line merged over the %config defaults."""
         rest, store_as = split_store_target(line)
-        args = parse_argstring(self.orchestrate, rest)
+        try:
+            args = parse_argstring(self.orchestrate, rest)
+        except ValueError as exc:  # shlex: unbalanced quotes; argparse errors are UsageErrors
+            raise UsageError(f"cannot read the magic line: {exc}") from None
         try:
             rate = args.rate_limit or self.rate_limit
             opts = CellOptions(
