@@ -40,3 +40,24 @@ def test_make_demo_sample_runs_and_shows_the_retries() -> None:
     assert "5 calls (5 ok)" in out.stdout
     assert "retried" in out.stdout
     assert "the server saw 7 requests" in out.stdout
+
+
+def test_readme_notebook_cell_runs_in_ipython() -> None:
+    cells = re.findall(r"```\n(%%orchestrate.*?)```", README.read_text(), flags=re.DOTALL)
+    assert cells, "README has no %%orchestrate example"
+    script = (
+        "import sys\n"
+        "from IPython.testing.globalipapp import start_ipython\n"
+        "from apiorch_nb.demo import DemoServer\n"
+        "with DemoServer() as api:\n"
+        "    ip = start_ipython()\n"
+        "    ip.run_line_magic('load_ext', 'apiorch_nb')\n"
+        f"    cell = {cells[0]!r}.replace('http://127.0.0.1:8765', api.url)\n"
+        "    result = ip.run_cell(cell)\n"
+        "    run = ip.user_ns['run']\n"
+        "    auth = api.requests(path='/users/7')[0].headers['Authorization']\n"
+        "    print(result.success, run.data['user']['id'], auth, api.count())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "True 7 Bearer demo-token-ada 2"

@@ -8,7 +8,8 @@ the server actually received, and when.
 
 from __future__ import annotations
 
-from ._server import DemoServer, Headers, RequestLog, RequestRecord, max_in_window
+from ._log import Headers, RequestLog, RequestRecord, max_in_window
+from ._server import DemoServer
 from ._state import LimitViolation
 
 __all__ = [

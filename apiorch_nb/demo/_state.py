@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._server import RequestLog, RequestRecord
+    from ._log import RequestLog, RequestRecord
 
 #: The record of the request being handled, set by the server's logging middleware.
 CURRENT_RECORD: ContextVar[RequestRecord] = ContextVar("apiorch_demo_record")

@@ -52,8 +52,8 @@ def show_figure(figure: Any) -> None:
     )
 
 
-def show_plan(config: APIOrchestrationConfig, secret_names: Iterable[str]) -> None:
-    """``--dry-run``: the endpoints and the graph that would run; nothing is sent."""
+def show_plan(config: APIOrchestrationConfig, secret_names: Iterable[str]) -> Run:
+    """``--dry-run``: show the endpoints and the graph that would run; nothing is sent."""
     from IPython.display import display
 
     from ..orchestrator import APIOrchestrator
@@ -64,6 +64,7 @@ def show_plan(config: APIOrchestrationConfig, secret_names: Iterable[str]) -> No
     names = sorted(secret_names)
     if names:
         display({"text/plain": f"secrets it would read: {', '.join(names)}"}, raw=True)
+    return plan
 
 
 def failure_message(run: Run, *, interrupted: bool, store: str | None) -> str:

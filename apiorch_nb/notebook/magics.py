@@ -137,7 +137,9 @@ class OrchestrateMagics(Magics, Configurable):  # type: ignore[misc]
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
         if opts.dry_run:
-            nbdisplay.show_plan(config, compiled.secret_names)
+            plan = nbdisplay.show_plan(config, compiled.secret_names)
+            if opts.store_as:
+                self.shell.user_ns[opts.store_as] = plan
             return None
         orchestrator = APIOrchestrator(
             config,
@@ -210,6 +212,8 @@ class OrchestrateMagics(Magics, Configurable):  # type: ignore[misc]
 
     def _source(self, opts: CellOptions, cell: str | None) -> tuple[str, int]:
         if opts.file:
+            if cell is not None and cell.strip():
+                raise UsageError("-f FILE runs the file; leave the cell empty (or drop -f)")
             path = Path(opts.file).expanduser()
             try:
                 return path.read_text(encoding="utf-8"), 1
@@ -241,15 +245,18 @@ class OrchestrateMagics(Magics, Configurable):  # type: ignore[misc]
         )
 
     def _secret_values(self, names: set[str]) -> dict[str, str]:
-        """``{{$secret NAME}}``: the environment variable NAME, else ask once per kernel."""
+        """``{{$secret NAME}}``: the environment variable NAME (read on every run, so a
+        rotated token is picked up), else a hidden prompt answered once per kernel."""
         values: dict[str, str] = {}
         for name in sorted(names):
-            if name not in self._secrets:
-                value = os.environ.get(name)
-                if value is None:
-                    value = getpass.getpass(f"{name} (hidden, asked once per kernel): ")
-                self._secrets[name] = value
-            values[name] = self._secrets[name]
+            value = os.environ.get(name)
+            if value is None:
+                if name not in self._secrets:
+                    self._secrets[name] = getpass.getpass(
+                        f"{name} (hidden, asked once per kernel): "
+                    )
+                value = self._secrets[name]
+            values[name] = value
         return values
 
 
