@@ -9,11 +9,11 @@ has been given back.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
+from types import CoroutineType
 from typing import Any
 
 import aiohttp
@@ -38,6 +38,7 @@ from .ratelimit import Limiter
 from .retry import AttemptOutcome, RetryPolicy
 
 logger = logging.getLogger("apiorch_nb")
+_monotonic = time.monotonic
 
 _CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
 
@@ -115,7 +116,7 @@ async def run_call(
         else:
             response = await _send(ep, record, svc, request, slots, deadline)
             result = parse_response(ep, response)
-            record.result = await result if inspect.iscoroutine(result) else result
+            record.result = await result if isinstance(result, CoroutineType) else result
             record.to(CallState.OK)
     except asyncio.CancelledError:
         if not record.state.terminal:
@@ -177,7 +178,7 @@ async def _fetch_cached(
         cached = svc.cache.get(ep.name, key)
         if cached is not None:
             result = parse_response(ep, cached)
-            record.result = await result if inspect.iscoroutine(result) else result
+            record.result = await result if isinstance(result, CoroutineType) else result
             record.to(CallState.CACHED)
             return
         leader = svc.singleflight.claim(ep.name, key)
@@ -188,7 +189,7 @@ async def _fetch_cached(
         try:
             response = await _send(ep, record, svc, request, slots, deadline)
             result = parse_response(ep, response)
-            record.result = await result if inspect.iscoroutine(result) else result
+            record.result = await result if isinstance(result, CoroutineType) else result
             svc.cache.set(ep.name, key, response, ttl)
             stored = response
             record.to(CallState.OK)
@@ -265,7 +266,10 @@ async def _send(
                     if permit is not None:
                         permit.settle()
             if response is not None:
-                _note_response(ep, svc, attempt, response)
+                attempt.status = response.status
+                attempt.bytes = len(response.body)
+                if svc.log_responses:
+                    _log_response(ep, response, _monotonic() - (attempt.sent_at or 0.0), svc)
                 if 200 <= response.status < 300:
                     breaker.record_success()
                     return response
@@ -278,16 +282,6 @@ async def _send(
     except BaseException as exc:
         _tell_breaker(breaker, exc)
         raise
-
-
-def _note_response(
-    ep: APIEndpoint, svc: Services, attempt: Attempt, response: _http.Response
-) -> None:
-    attempt.status = response.status
-    attempt.bytes = len(response.body)
-    if svc.log_responses:
-        elapsed = time.monotonic() - (attempt.sent_at or time.monotonic())
-        _log_response(ep, response, elapsed, svc)
 
 
 def _attempt_error(

@@ -39,7 +39,7 @@ class Response:
         self.status = status
         self.headers = headers
         self.body = body
-        self._url = url  # a str or a yarl.URL, turned into text only when asked for
+        self._url = url  # the final URL (a yarl.URL or str), turned into text when asked
         self.method = method
         self._content_type = content_type
         self._json: Any = _UNPARSED
@@ -72,12 +72,22 @@ class Response:
         return self._json
 
     def parsed(self) -> Any:
-        """JSON for JSON responses, else text; None for an empty body."""
-        if not self.body:
+        """JSON for JSON responses (``application/json``, ``...+json``), else text; None
+        for an empty body. Written flat: it runs once for every response."""
+        body = self.body
+        if not body:
             return None
-        if self.content_type.endswith("json") or self.content_type.endswith("+json"):
-            return self.json()
-        return self.text()
+        kind = self._content_type
+        if kind is None:
+            kind = self.content_type
+        if not kind.endswith("json"):
+            return self.text()
+        if self._json is _UNPARSED:
+            try:
+                self._json = _loads(body)
+            except ValueError as exc:
+                raise ResponseParseError("", f"response body is not valid JSON: {exc}") from exc
+        return self._json
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.method} {self.url} {len(self.body)} bytes>"
@@ -171,7 +181,7 @@ async def send(
             **kwargs,
         ) as resp:
             data = await resp.read()
-            return Response(resp.status, resp.headers, data, resp.url, method, resp.content_type)
+            return Response(resp.status, resp.headers, data, resp.url, method)
     except asyncio.TimeoutError as exc:  # aiohttp's ServerTimeoutError is one too
         raise CallTimeout(endpoint, f"no complete response within {timeout:g}s") from exc
     except aiohttp.InvalidURL as exc:

@@ -26,6 +26,9 @@ class BreakerState(str, enum.Enum):
     HALF_OPEN = "half_open"  # one probe is allowed; others are refused
 
 
+_CLOSED = BreakerState.CLOSED
+
+
 class CircuitBreaker:
     """A three-state circuit breaker for one endpoint (or any callable).
 
@@ -94,9 +97,9 @@ class CircuitBreaker:
         An admitted call must end in exactly one of `record_success`, `record_failure`
         or `record_ignored`.
         """
+        if self._state is _CLOSED:  # the common case, without the property's clock read
+            return _CLOSED
         state = self.state
-        if state is BreakerState.CLOSED:
-            return state
         if state is BreakerState.HALF_OPEN and not self._probe_out:
             self._probe_out = True
             return state
