@@ -31,6 +31,7 @@ from .errors import (
 )
 from .metrics import IOMetrics, MetricsSnapshot
 from .orchestrator import APIOrchestrator, create_parallel_aggregator, create_sequential_api_chain
+from .progress import RunObserver
 from .run import Run
 
 if _typing.TYPE_CHECKING:
@@ -84,6 +85,7 @@ __all__ = [
     "ResponseParseError",
     "Run",
     "RunAborted",
+    "RunObserver",
     "TemplateError",
     "TransportError",
     "__version__",

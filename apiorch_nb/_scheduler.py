@@ -14,6 +14,7 @@ import asyncio
 import functools
 import time
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +90,8 @@ class Scheduler:
         self._slots = asyncio.Semaphore(limits.max_concurrent)
         self._deadline: float | None = None
         self._done: asyncio.Future[None] | None = None
+        #: Told about every call that reaches its outcome (the live-progress hook).
+        self.on_call_finished: Callable[[CallRecord], None] | None = None
 
     async def run(self) -> Exception | None:
         """Run to the end; return the error that aborted the run (not raised), if any.
@@ -156,6 +159,8 @@ class Scheduler:
         """A call reached its outcome: count it, file its result, decide about stopping."""
         if node.feeds_pipeline:
             self._outputs[node.name] = output
+        if self.on_call_finished is not None:
+            self.on_call_finished(record)
         attempts = record.attempts
         if (
             record._states[-1] is CallState.OK
@@ -284,8 +289,11 @@ class Scheduler:
             for record in self.records.values():
                 if not record.state.terminal:
                     record.to(CallState.CANCELLED)
-                if record.state is CallState.CANCELLED and self.metrics is not None:
-                    self.metrics.record_cancelled(record.endpoint)
+                if record.state is CallState.CANCELLED:
+                    if self.metrics is not None:
+                        self.metrics.record_cancelled(record.endpoint)
+                    if self.on_call_finished is not None:
+                        self.on_call_finished(record)
         if isinstance(self._abort, RunAborted):  # results as of now, not as of the failure
             self._abort.results = self.ordered_results()
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import aiohttp
 
@@ -21,9 +22,13 @@ from .config import APIOrchestrationConfig, OrchestrationMode
 from .endpoint import APIEndpoint
 from .errors import ConfigError, RunAborted
 from .metrics import IOMetrics, MetricsSnapshot
+from .progress import RunObserver
 from .ratelimit import InMemoryRateLimiter, Limiter, RateLimit
 from .retry import RetryPolicy
 from .run import Run
+
+logger = logging.getLogger("apiorch_nb")
+_DEFAULT: Any = object()  # `execute(observer=...)` not given: use `default_observer`
 
 #: Limiter category that every request counts against when ``global_rate_limit`` is set.
 GLOBAL_CATEGORY = "global"
@@ -131,13 +136,18 @@ class APIOrchestrator:
     def limiter(self) -> Limiter:
         return self._limiter
 
-    async def execute(self, data: Any = None) -> Any:
+    #: Makes the observer used when `execute` is given none (None: no observer). The
+    #: notebook extension sets it so that runs in a notebook show live progress.
+    default_observer: ClassVar[Callable[[], RunObserver | None] | None] = None
+
+    async def execute(self, data: Any = None, *, observer: Any = _DEFAULT) -> Any:
         """Run every endpoint once; return ``{name: result}`` or the ``result_merger``'s value.
 
         `data` is the run's input: it fills templates, is what conditions and
         ``transform_input`` see, and is sent as the JSON body of POST/PUT/PATCH endpoints
         that have no ``body`` of their own. Skipped endpoints are absent from the result;
         a failed one holds its ``error_handler``'s value or ``{"error": ..., "status": ...}``.
+        `observer` (a `RunObserver`) watches the run live; None turns the default off.
 
         Raises:
             FailFastError: ``fail_fast`` and an endpoint failed unrescued.
@@ -156,6 +166,20 @@ class APIOrchestrator:
             run_input=data,
             metrics=self._metrics,
         )
+        run = Run(
+            mode=cfg.mode,
+            records=scheduler.records,
+            results=scheduler.results,
+            started_at=started,
+            ended_at=started,
+            config=cfg,
+            edges=self._plan.edges(),
+            input=data,
+            secret_values=tuple(self._services.secrets.values()),
+            finished=False,
+        )
+        watch = _Watch.start(self._observer(observer), run)
+        scheduler.on_call_finished = watch.call_finished if watch else None
         error: BaseException | None = None
         try:
             error = await scheduler.run()
@@ -163,19 +187,13 @@ class APIOrchestrator:
             error = exc
             raise
         finally:
-            run = Run(
-                mode=cfg.mode,
-                records=scheduler.records,
-                results=scheduler.ordered_results(),
-                started_at=started,
-                ended_at=time.monotonic(),
-                error=error,
-                config=cfg,
-                edges=self._plan.edges(),
-                input=data,
-                secret_values=tuple(self._services.secrets.values()),
-            )
+            run.results = scheduler.ordered_results()
+            run.ended_at = time.monotonic()
+            run.error = error
+            run.finished = True
             self.last_run = run
+            if watch:
+                watch.run_finished()
         if error is not None:
             if isinstance(error, RunAborted):
                 error.run = run
@@ -185,6 +203,12 @@ class APIOrchestrator:
         else:
             run.data = run.results
         return run.data
+
+    def _observer(self, given: Any) -> RunObserver | None:
+        if given is not _DEFAULT:
+            return given  # type: ignore[no-any-return]
+        factory = type(self).default_observer
+        return factory() if factory is not None else None
 
     def plan(self) -> Run:
         """What `execute` would run, without sending anything: every call pending, the graph."""
@@ -266,6 +290,40 @@ class APIOrchestrator:
             f"APIOrchestrator(mode={self.config.mode.value}, "
             f"endpoints={[ep.name for ep in self.config.endpoints]})"
         )
+
+
+class _Watch:
+    """Calls one observer for one run; an observer that raises is logged and detached."""
+
+    __slots__ = ("observer", "run")
+
+    def __init__(self, observer: RunObserver, run: Run) -> None:
+        self.observer: RunObserver | None = observer
+        self.run = run
+
+    @classmethod
+    def start(cls, observer: RunObserver | None, run: Run) -> _Watch | None:
+        if observer is None:
+            return None
+        watch = cls(observer, run)
+        watch._call("run_started", run)
+        return watch
+
+    def call_finished(self, record: CallRecord) -> None:
+        self.run.ended_at = time.monotonic()
+        self._call("call_finished", self.run, record)
+
+    def run_finished(self) -> None:
+        self._call("run_finished", self.run)
+
+    def _call(self, method: str, *args: Any) -> None:
+        if self.observer is None:
+            return
+        try:
+            getattr(self.observer, method)(*args)
+        except Exception:
+            logger.exception("run observer %r failed in %s; detached", self.observer, method)
+            self.observer = None
 
 
 def _caches(config: APIOrchestrationConfig) -> bool:

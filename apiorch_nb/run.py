@@ -8,9 +8,8 @@ graph in ``_charts.py`` (plotly), the script export in ``_export_python.py``.
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +48,8 @@ class Run:
     input: Any = None  # the run's input (execute's `data`)
     #: Secret values (``secrets=``) to scrub from every view, in case one reached a field.
     secret_values: Collection[str] = field(default=(), repr=False)
+    #: False while the run is going on (observers see it live), True once it is over.
+    finished: bool = True
 
     @property
     def outcomes(self) -> Counter[str]:
@@ -155,19 +156,28 @@ class Run:
 
     # -- views (each loads its library on first use) ------------------------------------------
 
-    @functools.cached_property
+    @property
     def calls(self) -> pd.DataFrame:
         """One row per attempt, typed columns; see `_frames.CALL_COLUMNS` for the schema."""
         from ._frames import calls_frame
 
-        return calls_frame(self)
+        return self._cached("calls", calls_frame)
 
-    @functools.cached_property
+    @property
     def metrics(self) -> pd.DataFrame:
         """One row per endpoint plus ``ALL``: outcome counts, retries, latency, wait."""
         from ._frames import metrics_frame
 
-        return metrics_frame(self)
+        return self._cached("metrics", metrics_frame)
+
+    def _cached(self, name: str, build: Callable[[Run], Any]) -> Any:
+        """Build a view once the run is over; while it is live, build it fresh each time."""
+        if not self.finished:
+            return build(self)
+        cache = self.__dict__.setdefault("_views", {})
+        if name not in cache:
+            cache[name] = build(self)
+        return cache[name]
 
     def timeline(self) -> go.Figure:
         """A waterfall: one row per call, each attempt split into its phases, in ms."""
