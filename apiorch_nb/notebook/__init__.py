@@ -16,11 +16,13 @@ _STATE_KEY = "_apiorch_nb_extension"
 
 def load_ipython_extension(shell: Any) -> None:
     """Register the magics, the cell rewrite, the run display, completion and the hint."""
+    from ..orchestrator import APIOrchestrator
     from ..run import Run
     from .complete import make_matcher
     from .display import show_run
     from .loop import AsyncioRunHint, InterruptWakesLoop, rewrite_cell
     from .magics import OrchestrateMagics
+    from .progress import progress_observer
 
     if getattr(shell, _STATE_KEY, None) is not None:
         return  # already loaded: IPython calls us again on %reload_ext after unloading
@@ -37,18 +39,21 @@ def load_ipython_extension(shell: Any) -> None:
     hint.install()
     wakeup = InterruptWakesLoop()
     wakeup.install()
-    setattr(shell, _STATE_KEY, (magics, previous_display, matcher, hint, wakeup))
+    previous_observer = APIOrchestrator.default_observer
+    APIOrchestrator.default_observer = progress_observer  # live progress for every execute
+    setattr(shell, _STATE_KEY, (magics, previous_display, matcher, hint, wakeup, previous_observer))
 
 
 def unload_ipython_extension(shell: Any) -> None:
     """Remove everything `load_ipython_extension` added, leaving the shell as it was."""
+    from ..orchestrator import APIOrchestrator
     from ..run import Run
     from .loop import rewrite_cell
 
     state = getattr(shell, _STATE_KEY, None)
     if state is None:
         return
-    magics, previous_display, matcher, hint, wakeup = state
+    magics, previous_display, matcher, hint, wakeup, previous_observer = state
     for kind in ("cell", "line"):
         shell.magics_manager.magics[kind].pop("orchestrate", None)
     shell.magics_manager.registry.pop(type(magics).__name__, None)
@@ -64,6 +69,7 @@ def unload_ipython_extension(shell: Any) -> None:
         shell.Completer.custom_matchers.remove(matcher)
     hint.uninstall()
     wakeup.uninstall()
+    APIOrchestrator.default_observer = previous_observer
     delattr(shell, _STATE_KEY)
 
 

@@ -38,18 +38,19 @@ def show_figure(figure: Any) -> None:
     """A Plotly figure as static JSON plus a text fallback; no plotly.js is embedded."""
     from IPython.display import display
 
-    layout_title = figure.layout.title.text or "figure"
-    display(
-        {
-            "application/vnd.plotly.v1+json": {
-                "data": [trace.to_plotly_json() for trace in figure.data],
-                "layout": figure.layout.to_plotly_json(),
-                "config": {"displaylogo": False, "responsive": True},
-            },
-            "text/plain": f"<Plotly figure: {layout_title}>",
+    display(figure_bundle(figure), raw=True)
+
+
+def figure_bundle(figure: Any) -> dict[str, Any]:
+    """The mimebundle of a Plotly figure as static JSON (what `show_figure` displays)."""
+    return {
+        "application/vnd.plotly.v1+json": {
+            "data": [trace.to_plotly_json() for trace in figure.data],
+            "layout": figure.layout.to_plotly_json(),
+            "config": {"displaylogo": False, "responsive": True},
         },
-        raw=True,
-    )
+        "text/plain": f"<Plotly figure: {figure.layout.title.text or 'figure'}>",
+    }
 
 
 def show_plan(config: APIOrchestrationConfig, secret_names: Iterable[str]) -> Run:

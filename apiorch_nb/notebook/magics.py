@@ -28,6 +28,7 @@ from ..httpfile import compile_http, parse_http
 from ..ratelimit import InMemoryRateLimiter
 from . import display as nbdisplay
 from ._options import CellOptions, parse_rate, split_store_target
+from .progress import progress_observer
 
 _MODES = [m.value for m in OrchestrationMode]
 
@@ -150,7 +151,9 @@ class OrchestrateMagics(Magics, Configurable):  # type: ignore[misc]
         interrupted = False
         error: BaseException | None = None
         try:
-            await orchestrator.execute(self._input(opts))
+            await orchestrator.execute(
+                self._input(opts), observer=None if opts.quiet else progress_observer()
+            )
         except asyncio.CancelledError:
             # The stop button. The engine has already recorded every call as done or
             # cancelled; at this boundary (the cell's own task) the interrupt becomes the

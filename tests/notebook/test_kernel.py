@@ -51,6 +51,13 @@ class Kernel:
     def run(self, code: str) -> tuple[str, list[dict[str, Any]]]:
         return self.collect(self.start(code))
 
+    def collect_reply(self, msg_id: str, timeout: float = 60) -> str:
+        """The status of the execute reply to `msg_id` (after its iopub messages were read)."""
+        while True:
+            reply = self.client.get_shell_msg(timeout=timeout)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return str(reply["content"]["status"])
+
 
 @pytest.fixture(scope="module")
 def kernel(demo_server: DemoServer) -> Iterator[Kernel]:
@@ -190,3 +197,62 @@ def test_notebook_with_a_failing_cell_fails_with_one_line_and_later_cells_run(
     with pytest.raises(CellExecutionError) as info:
         strict.execute()
     assert "broken: HTTP 503" in str(info.value)
+
+
+def _progress_messages(kernel: Kernel, code: str) -> tuple[str, list[dict[str, Any]]]:
+    """Run `code`; return its status and every display/update message in order."""
+    msg_id = kernel.start(code)
+    messages: list[dict[str, Any]] = []
+    while True:
+        msg = kernel.client.get_iopub_msg(timeout=60)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+        if msg["msg_type"] in ("display_data", "update_display_data"):
+            messages.append({"type": msg["msg_type"], **msg["content"]})
+    return kernel.collect_reply(msg_id), messages
+
+
+STAGGERED = "\n".join(
+    f"###\n# @name d{i}\nGET {{{{base}}}}/delay/{100 + 150 * i}\n" for i in range(6)
+)
+
+
+def _progress_story(messages: list[dict[str, Any]]) -> tuple[str, list[str], dict[str, Any]]:
+    """The progress display's id, the texts it showed over time, and its last bundle."""
+    first = next(m for m in messages if "apiorch-progress" in m["data"].get("text/html", ""))
+    display_id = first["transient"]["display_id"]
+    mine = [m for m in messages if m.get("transient", {}).get("display_id") == display_id]
+    return display_id, [m["data"].get("text/plain", "") for m in mine], mine[-1]["data"]
+
+
+def test_live_progress_updates_as_calls_finish_and_is_cleared_at_the_end(
+    kernel: Kernel, demo: DemoServer
+) -> None:
+    status, messages = _progress_messages(kernel, "%%orchestrate --mode parallel\n" + STAGGERED)
+    assert status == "ok"
+    _, texts, last = _progress_story(messages)
+    assert texts[0].startswith("0/6 calls done")
+    assert any(t.startswith(("3/6", "4/6", "5/6")) for t in texts)  # seen mid-run
+    assert last == {"text/plain": ""}  # emptied: the saved notebook keeps the static result
+    kinds = [set(m["data"]) for m in messages if m["type"] == "display_data"]
+    assert {"application/vnd.plotly.v1+json", "text/plain"} in kinds  # the final waterfall
+
+
+def test_plain_await_execute_shows_progress_and_quiet_shows_none(
+    kernel: Kernel, demo: DemoServer
+) -> None:
+    code = (
+        "from apiorch_nb import APIEndpoint, APIOrchestrationConfig, APIOrchestrator\n"
+        "async with APIOrchestrator(APIOrchestrationConfig(mode='parallel', endpoints=[\n"
+        "    APIEndpoint(name=f'd{i}', url=base + f'/delay/{100 + 150 * i}') for i in range(4)\n"
+        "])) as o:\n"
+        "    await o.execute()\n"
+    )
+    status, messages = _progress_messages(kernel, code)
+    assert status == "ok"
+    _, texts, last = _progress_story(messages)
+    assert texts[0].startswith("0/4 calls done") and last == {"text/plain": ""}
+    status, messages = _progress_messages(kernel, "%%orchestrate --quiet\n" + STAGGERED)
+    assert status == "ok" and messages == []
