@@ -32,6 +32,7 @@ from .errors import (
     CallTimeout,
     ConfigError,
     HTTPStatusError,
+    ResponseParseError,
     TransportError,
 )
 from .ratelimit import Limiter
@@ -60,6 +61,8 @@ class Services:
     singleflight: SingleFlight = field(default_factory=SingleFlight)
     #: Values templates reach as ``{$secrets.NAME}``; never stored or logged in clear.
     secrets: dict[str, str] = field(default_factory=dict)
+    #: Requests of endpoints whose request never changes (see `Node.static`), built once.
+    static_requests: dict[str, Request] = field(default_factory=dict)
 
     def hide(self, text: str) -> str:
         """`text` with every secret value replaced by ``[REDACTED]``."""
@@ -107,7 +110,11 @@ async def run_call(
             if ep.transform_input is not None
             else input
         )
-        request = build_request(node, shaped, results, run_input, svc.secrets)
+        request = svc.static_requests.get(node.name) if node.static else None
+        if request is None:
+            request = build_request(node, shaped, results, run_input, svc.secrets)
+            if node.static:  # nothing in it depends on the run: build it once
+                svc.static_requests[node.name] = request
         if node.templated:
             record.url = svc.hide(redact_url(request.url))
         ttl = svc.cache_ttls.get(ep.name) if svc.cache is not None else None
@@ -115,7 +122,13 @@ async def run_call(
             await _fetch_cached(node, record, svc, request, slots, deadline, ttl)
         else:
             response = await _send(ep, record, svc, request, slots, deadline)
-            result = parse_response(ep, response)
+            if ep.response_parser is None and ep.transform_output is None:
+                try:  # the common case, one call less
+                    result = response.parsed()
+                except ResponseParseError as exc:
+                    raise ResponseParseError(ep.name, exc.reason) from exc
+            else:
+                result = parse_response(ep, response)
             record.result = await result if isinstance(result, CoroutineType) else result
             record.to(CallState.OK)
     except asyncio.CancelledError:
@@ -188,7 +201,13 @@ async def _fetch_cached(
         stored: _http.Response | None = None
         try:
             response = await _send(ep, record, svc, request, slots, deadline)
-            result = parse_response(ep, response)
+            if ep.response_parser is None and ep.transform_output is None:
+                try:  # the common case, one call less
+                    result = response.parsed()
+                except ResponseParseError as exc:
+                    raise ResponseParseError(ep.name, exc.reason) from exc
+            else:
+                result = parse_response(ep, response)
             record.result = await result if isinstance(result, CoroutineType) else result
             svc.cache.set(ep.name, key, response, ttl)
             stored = response

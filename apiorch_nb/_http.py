@@ -84,7 +84,12 @@ class Response:
             return self.text()
         if self._json is _UNPARSED:
             try:
-                self._json = _loads(body)
+                try:
+                    text = body.decode("utf-8")  # see _loads
+                except UnicodeDecodeError:
+                    self._json = json.loads(body)
+                else:
+                    self._json = json.loads(text)
             except ValueError as exc:
                 raise ResponseParseError("", f"response body is not valid JSON: {exc}") from exc
         return self._json

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from ._redact import redact_url
 from ._template import has_placeholders, placeholder_heads
 from .config import OrchestrationMode, _find_cycle
-from .endpoint import APIEndpoint
+from .endpoint import BODY_METHODS, APIEndpoint
 from .errors import ConfigError
 
 _CHAINED = {OrchestrationMode.SEQUENTIAL, OrchestrationMode.CONDITIONAL, OrchestrationMode.PIPELINE}
@@ -40,6 +40,7 @@ class Node:
     name: str  # the endpoint's name (read on every call; kept as a plain field)
     display_url: str  # the URL as records show it: redacted, placeholders unfilled
     feeds_pipeline: bool  # a PIPELINE successor takes this endpoint's output as input
+    static: bool  # the request is the same in every run: no templates, no input as body
 
     @property
     def waits_for(self) -> tuple[str, ...]:
@@ -85,6 +86,7 @@ def compile_plan(endpoints: Sequence[APIEndpoint], mode: OrchestrationMode) -> P
         after: tuple[str, ...] = ()
         if mode in _CHAINED and previous is not None and previous not in needs:
             after = (previous,)
+        templated = any(has_placeholders(v) for v in (ep.url, ep.params, ep.headers, ep.body))
         nodes.append(
             Node(
                 endpoint=ep,
@@ -92,12 +94,11 @@ def compile_plan(endpoints: Sequence[APIEndpoint], mode: OrchestrationMode) -> P
                 after=after,
                 needs=needs,
                 input_from=pipeline_prev,
-                templated=any(
-                    has_placeholders(v) for v in (ep.url, ep.params, ep.headers, ep.body)
-                ),
+                templated=templated,
                 name=ep.name,
                 display_url=redact_url(ep.url),
                 feeds_pipeline=mode is OrchestrationMode.PIPELINE,
+                static=not templated and (ep.body is not None or ep.method not in BODY_METHODS),
             )
         )
         previous = ep.name
