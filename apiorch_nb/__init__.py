@@ -37,6 +37,8 @@ from .run import Run
 if _typing.TYPE_CHECKING:
     from typing import Any
 
+    from .notebook.builder import Builder
+
 __version__ = "0.1.0"
 
 
@@ -52,6 +54,18 @@ def unload_ipython_extension(shell: Any) -> None:
     from .notebook import unload_ipython_extension as unload
 
     unload(shell)
+
+
+def builder(source: Any = None, **kwargs: Any) -> Builder:
+    """A widget form that builds, runs and exports an orchestration (ipywidgets 8).
+
+    `source` is nothing, a ``.http`` file path, ``%%orchestrate`` cell text, a `Run` or an
+    `APIOrchestrationConfig`; keyword arguments go to `notebook.builder.Builder`. The
+    notebook layer (ipywidgets) is imported only now.
+    """
+    from .notebook.builder import builder as make
+
+    return make(source, **kwargs)
 
 
 def enable_asyncio_run() -> None:
@@ -89,6 +103,7 @@ __all__ = [
     "TemplateError",
     "TransportError",
     "__version__",
+    "builder",
     "create_parallel_aggregator",
     "create_sequential_api_chain",
     "enable_asyncio_run",

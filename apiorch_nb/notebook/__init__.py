@@ -56,6 +56,7 @@ def unload_ipython_extension(shell: Any) -> None:
     magics, previous_display, matcher, hint, wakeup, previous_observer = state
     for kind in ("cell", "line"):
         shell.magics_manager.magics[kind].pop("orchestrate", None)
+    shell.magics_manager.magics["line"].pop("orchestrate_builder", None)  # the builder's
     shell.magics_manager.registry.pop(type(magics).__name__, None)
     if magics in shell.configurables:  # Magics.__init__ added it; %config would still reach it
         shell.configurables.remove(magics)

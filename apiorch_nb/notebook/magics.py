@@ -116,6 +116,29 @@ class OrchestrateMagics(Magics, Configurable):  # type: ignore[misc]
         """``%orchestrate -f requests.http [options] [NAME <<]``: run a .http file."""
         return self._run_blocking(line, None)
 
+    # -- %orchestrate_builder (the widget builder, notebook/builder.py) ----------------------
+
+    @line_magic("orchestrate_builder")
+    def orchestrate_builder(self, line: str) -> Any:
+        """``%orchestrate_builder [FILE.http | RUN]``: a form that builds and runs an
+        orchestration, empty, from a ``.http`` file or from a `Run` in the notebook."""
+        from .builder import Builder
+
+        arg = line.strip()
+        ns = self.shell.user_ns
+        try:
+            if not arg:
+                return Builder(namespace=ns)
+            if isinstance(ns.get(arg), Run):
+                return Builder.from_run(ns[arg], namespace=ns)
+            if arg.endswith((".http", ".rest")):
+                return Builder.from_file(arg, namespace=ns)
+        except (ConfigError, OSError) as exc:
+            raise UsageError(f"%orchestrate_builder {arg}: {exc}") from None
+        raise UsageError(
+            f"%orchestrate_builder takes a .http file or a variable holding a run, got {arg!r}"
+        )
+
     # -- the real work -----------------------------------------------------------------------
 
     async def run_async(self, line: str, cell: str | None) -> Run | None:
