@@ -22,6 +22,7 @@ import ipywidgets as w
 
 from .._call import CallState
 from .display import figure_bundle
+from .progress import charts_ready
 
 if TYPE_CHECKING:
     from .._call import CallRecord
@@ -153,7 +154,7 @@ class RunPanel:
             self.table.value = live_table(self._run)
 
     def _draw_waterfall(self) -> None:
-        if self._run is not None:
+        if self._run is not None and charts_ready():  # never import plotly mid-run
             self.waterfall.outputs = (_output(figure_bundle(self._run.timeline())),)
 
     def show_results(self, run: Run) -> w.Tab:

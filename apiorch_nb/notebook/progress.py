@@ -10,7 +10,9 @@ in terminal IPython it stays silent.
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -34,6 +36,29 @@ _STATE_COLOURS = {
 }
 
 
+def charts_ready() -> bool:
+    """True once plotly and the chart builders are imported; the first call starts that
+    import in a background thread.
+
+    Importing plotly takes a few hundred milliseconds. Done on the event loop in the middle
+    of a run, it would stall the calls in flight and distort their timings; so live views
+    draw the waterfall only once this says the import is done.
+    """
+    return not _import_charts_in_background().is_alive()
+
+
+@functools.cache
+def _import_charts_in_background() -> threading.Thread:
+    def load() -> None:
+        import plotly.graph_objects  # noqa: F401
+
+        from .. import _charts  # noqa: F401
+
+    thread = threading.Thread(target=load, name="apiorch-import-charts", daemon=True)
+    thread.start()
+    return thread
+
+
 class NotebookProgress:
     """Shows a run's progress in the output area while it runs; clears it at the end."""
 
@@ -46,6 +71,7 @@ class NotebookProgress:
     def run_started(self, run: Run) -> None:
         from IPython.display import display
 
+        charts_ready()  # starts importing plotly now, off the event loop
         self._bar = display(_bar_bundle(run), raw=True, display_id=True)
         if len(run.records) <= WATERFALL_MAX_CALLS:
             self._waterfall = display({"text/plain": ""}, raw=True, display_id=True)
@@ -80,7 +106,7 @@ class NotebookProgress:
         if "bar" in parts and self._bar is not None:
             self._bar.update(_bar_bundle(run), raw=True)
             self._drawn_at["bar"] = now
-        if "waterfall" in parts and self._waterfall is not None:
+        if "waterfall" in parts and self._waterfall is not None and charts_ready():
             from .display import figure_bundle
 
             self._waterfall.update(figure_bundle(run.timeline()), raw=True)
