@@ -99,7 +99,8 @@ class APIOrchestrator:
         )
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self._session_keeper: AsyncGenerator[None, None] | None = None
-        #: The record of the most recent ``execute`` (also set when it raised or was cancelled).
+        #: The record of the most recent ``execute``: live while it runs (``finished`` is
+        #: False), final afterwards, also when it raised or was cancelled.
         self.last_run: Run | None = None
 
     def _configure_limits(self, config: APIOrchestrationConfig) -> dict[str, tuple[str, ...]]:
@@ -178,6 +179,9 @@ class APIOrchestrator:
             secret_values=tuple(self._services.secrets.values()),
             finished=False,
         )
+        # The live run replaces the previous one now, not at the end: the old records are
+        # freed before the new ones pile up (less for the garbage collector to walk).
+        self.last_run = run
         watch = _Watch.start(self._observer(observer), run)
         scheduler.on_call_finished = watch.call_finished if watch else None
         error: BaseException | None = None
