@@ -32,7 +32,6 @@ from .errors import (
     CallTimeout,
     ConfigError,
     HTTPStatusError,
-    ResponseParseError,
     TransportError,
 )
 from .ratelimit import Limiter
@@ -122,13 +121,7 @@ async def run_call(
             await _fetch_cached(node, record, svc, request, slots, deadline, ttl)
         else:
             response = await _send(ep, record, svc, request, slots, deadline)
-            if ep.response_parser is None and ep.transform_output is None:
-                try:  # the common case, one call less
-                    result = response.parsed()
-                except ResponseParseError as exc:
-                    raise ResponseParseError(ep.name, exc.reason) from exc
-            else:
-                result = parse_response(ep, response)
+            result = parse_response(ep, response)
             record.result = await result if isinstance(result, CoroutineType) else result
             record.to(CallState.OK)
     except asyncio.CancelledError:
@@ -201,13 +194,7 @@ async def _fetch_cached(
         stored: _http.Response | None = None
         try:
             response = await _send(ep, record, svc, request, slots, deadline)
-            if ep.response_parser is None and ep.transform_output is None:
-                try:  # the common case, one call less
-                    result = response.parsed()
-                except ResponseParseError as exc:
-                    raise ResponseParseError(ep.name, exc.reason) from exc
-            else:
-                result = parse_response(ep, response)
+            result = parse_response(ep, response)
             record.result = await result if isinstance(result, CoroutineType) else result
             svc.cache.set(ep.name, key, response, ttl)
             stored = response

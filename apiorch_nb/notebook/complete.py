@@ -18,6 +18,7 @@ from IPython.core.completer import (
     context_matcher,
 )
 
+from .._httpfile_parse import KNOWN_ANNOTATIONS
 from ..config import OrchestrationMode
 
 OPTIONS = (
@@ -33,21 +34,7 @@ OPTIONS = (
     "--quiet",
     "--file",
 )
-ANNOTATIONS = (
-    "name",
-    "depends_on",
-    "retry",
-    "retry_on",
-    "timeout",
-    "rate_limit",
-    "burst",
-    "cache",
-    "condition",
-    "transform_input",
-    "transform_output",
-    "parser",
-    "on_error",
-)
+ANNOTATIONS = KNOWN_ANNOTATIONS  # the cell language owns the list
 CALLABLE_ANNOTATIONS = frozenset(
     {"condition", "transform_input", "transform_output", "parser", "on_error"}
 )
