@@ -32,15 +32,18 @@ METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 assert set(METHODS) == _METHODS
 NONE = ""  # the dropdown value for "no callable"
 _INVALID = "apiorch-invalid"
-_WIDE = {"description_width": "initial"}
+WIDE = {"description_width": "initial"}
 
 
-def _text(description: str, value: str = "", placeholder: str = "", width: str = "13em") -> w.Text:
+def text_field(
+    description: str, value: object = "", placeholder: str = "", width: str = "13em"
+) -> w.Text:
+    """A labelled text box; numbers are typed as text too, so the engine words the errors."""
     return w.Text(
-        value=value,
+        value=str(value),
         description=description,
         placeholder=placeholder,
-        style=_WIDE,
+        style=WIDE,
         layout=w.Layout(width=width),
     )
 
@@ -106,34 +109,30 @@ class EndpointForm:
         self._on_change = on_change
         self.pinned: dict[str, Callable[..., Any]] = {}  # loaded callables not in the notebook
         self._dep_order: list[int] = []
-        self.name = _text("Name", placeholder="request_1", width="16em")
+        self.name = text_field("Name", placeholder="request_1", width="16em")
         self.name.add_class("apiorch-endpoint-name")
         self.method = w.Dropdown(
             options=METHODS, value="GET", description="Method", layout=w.Layout(width="11em")
         )
-        self.url = _text("URL", placeholder="https://api.example.com/path", width="32em")
+        self.url = text_field("URL", placeholder="https://api.example.com/path", width="32em")
         self.url.add_class("apiorch-endpoint-url")
         self.headers = KeyValueRows("Headers", "Add header", on_change, guard)
         self.params = KeyValueRows("Params", "Add param", on_change, guard)
         self.body = w.Textarea(
             description="Body", placeholder='{"json": "or text"}', layout=w.Layout(width="48em")
         )
-        self.timeout = _text("Timeout s", "30")
-        self.retries = _text("Retries", "3", width="9em")
-        self.retry_delay = _text("Retry delay s", "1")
+        self.timeout = text_field("Timeout s", "30")
+        self.retries = text_field("Retries", "3", width="9em")
+        self.retry_delay = text_field("Retry delay s", "1")
         retry_on = ", ".join(str(s) for s in DEFAULT_RETRY_ON)
-        self.retry_on = _text("Retry on", retry_on, placeholder="off", width="22em")
-        self.rate_limit = _text("Rate limit", placeholder="none", width="10em")
-        self.rate_window = _text("per s", placeholder="run's window", width="12em")
-        self.burst = _text("Burst /s", placeholder="none", width="10em")
-        self.cache_ttl = _text("Cache TTL s", placeholder="run's TTL", width="14em")
-        self.depends_on = w.SelectMultiple(
-            options=[], description="Depends on", rows=3, style=_WIDE
-        )
+        self.retry_on = text_field("Retry on", retry_on, placeholder="off", width="22em")
+        self.rate_limit = text_field("Rate limit", placeholder="none", width="10em")
+        self.rate_window = text_field("per s", placeholder="run's window", width="12em")
+        self.burst = text_field("Burst /s", placeholder="none", width="10em")
+        self.cache_ttl = text_field("Cache TTL s", placeholder="run's TTL", width="14em")
+        self.depends_on = w.SelectMultiple(options=[], description="Depends on", rows=3, style=WIDE)
         self.callables = {
-            field: w.Dropdown(
-                options=[("(none)", NONE)], value=NONE, description=label, style=_WIDE
-            )
+            field: w.Dropdown(options=[("(none)", NONE)], value=NONE, description=label, style=WIDE)
             for field, label in CALLABLE_LABELS.items()
         }
         self.errors = w.HTML()

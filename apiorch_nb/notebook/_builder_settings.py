@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -11,24 +12,14 @@ from ..config import OrchestrationMode
 from ..errors import ConfigError
 from . import _builder_fields as fields
 from ._builder_cell import RunSettings
-from ._builder_endpoint import mark
+from ._builder_endpoint import mark, text_field
 from ._builder_validate import config_errors
 from ._options import parse_rate
 
 Handler = Callable[[Any], None]
 Guard = Callable[[Handler], Handler]
 
-_WIDE = {"description_width": "initial"}
-
-
-def _text(description: str, value: str, placeholder: str = "", width: str = "14em") -> w.Text:
-    return w.Text(
-        value=value,
-        description=description,
-        placeholder=placeholder,
-        style=_WIDE,
-        layout=w.Layout(width=width),
-    )
+_text = functools.partial(text_field, width="14em")
 
 
 class SettingsForm:
