@@ -22,7 +22,7 @@ from .config import APIOrchestrationConfig, OrchestrationMode
 from .endpoint import APIEndpoint
 from .errors import ConfigError, RunAborted
 from .metrics import IOMetrics, MetricsSnapshot
-from .progress import RunObserver
+from .progress import RunObserver, Watch
 from .ratelimit import InMemoryRateLimiter, Limiter, RateLimit
 from .retry import RetryPolicy
 from .run import Run
@@ -182,7 +182,7 @@ class APIOrchestrator:
         # The live run replaces the previous one now, not at the end: the old records are
         # freed before the new ones pile up (less for the garbage collector to walk).
         self.last_run = run
-        watch = _Watch.start(self._observer(observer), run)
+        watch = Watch.start(self._observer(observer), run)
         scheduler.on_call_finished = watch.call_finished if watch else None
         error: BaseException | None = None
         try:
@@ -294,40 +294,6 @@ class APIOrchestrator:
             f"APIOrchestrator(mode={self.config.mode.value}, "
             f"endpoints={[ep.name for ep in self.config.endpoints]})"
         )
-
-
-class _Watch:
-    """Calls one observer for one run; an observer that raises is logged and detached."""
-
-    __slots__ = ("observer", "run")
-
-    def __init__(self, observer: RunObserver, run: Run) -> None:
-        self.observer: RunObserver | None = observer
-        self.run = run
-
-    @classmethod
-    def start(cls, observer: RunObserver | None, run: Run) -> _Watch | None:
-        if observer is None:
-            return None
-        watch = cls(observer, run)
-        watch._call("run_started", run)
-        return watch
-
-    def call_finished(self, record: CallRecord) -> None:
-        self.run.ended_at = time.monotonic()
-        self._call("call_finished", self.run, record)
-
-    def run_finished(self) -> None:
-        self._call("run_finished", self.run)
-
-    def _call(self, method: str, *args: Any) -> None:
-        if self.observer is None:
-            return
-        try:
-            getattr(self.observer, method)(*args)
-        except Exception:
-            logger.exception("run observer %r failed in %s; detached", self.observer, method)
-            self.observer = None
 
 
 def _caches(config: APIOrchestrationConfig) -> bool:

@@ -18,11 +18,15 @@ Example::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ._call import CallRecord
     from .run import Run
+
+logger = logging.getLogger("apiorch_nb")
 
 __all__ = ["RunObserver"]
 
@@ -39,3 +43,38 @@ class RunObserver(Protocol):
 
     def run_finished(self, run: Run) -> None:
         """The run is over (also when it failed, timed out or was interrupted)."""
+
+
+class Watch:
+    """Calls one observer for one run (internal); an observer that raises is logged and
+    detached, so a broken display can never break the run."""
+
+    __slots__ = ("observer", "run")
+
+    def __init__(self, observer: RunObserver, run: Run) -> None:
+        self.observer: RunObserver | None = observer
+        self.run = run
+
+    @classmethod
+    def start(cls, observer: RunObserver | None, run: Run) -> Watch | None:
+        if observer is None:
+            return None
+        watch = cls(observer, run)
+        watch._call("run_started", run)
+        return watch
+
+    def call_finished(self, record: CallRecord) -> None:
+        self.run.ended_at = time.monotonic()
+        self._call("call_finished", self.run, record)
+
+    def run_finished(self) -> None:
+        self._call("run_finished", self.run)
+
+    def _call(self, method: str, *args: Any) -> None:
+        if self.observer is None:
+            return
+        try:
+            getattr(self.observer, method)(*args)
+        except Exception:
+            logger.exception("run observer %r failed in %s; detached", self.observer, method)
+            self.observer = None
