@@ -7,6 +7,10 @@ profile) in a temporary directory. Only the per-user Jupyter paths are redirecte
 prebuilt lab extensions in ``<venv>/share/jupyter/labextensions`` (ipywidgets, plotly) are
 still found. Nothing reaches outside 127.0.0.1: the news feed and the update check are off.
 
+The same server also serves Notebook 7 (``/tree``, ``/notebooks/<file>.ipynb``): the
+``notebook`` package (the test extra) enables its server extension in this venv, and its
+pages are the same JupyterLab components (``.jp-NotebookPanel``, the same Run menu).
+
 Chromium is Debian's ``/usr/bin/chromium``, never a downloaded one. A missing chromium is a
 failure, not a skip: CI installs it (``.ci/run``), and this test must run there.
 """
@@ -214,6 +218,10 @@ class JupyterLab:
         workspace = Path(filename).stem
         return f"{self.url}/lab/workspaces/{workspace}/tree/{filename}?token={self.token}"
 
+    def notebook7_url(self, filename: str) -> str:
+        """The notebook in Notebook 7's single-document UI."""
+        return f"{self.url}/notebooks/{filename}?token={self.token}"
+
 
 @pytest.fixture(scope="package")
 def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
@@ -300,6 +308,9 @@ class LabNotebook:
             ".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current .lm-TabBar-tabLabel",
             has_text=re.compile(rf"^{re.escape(filename)}$"),
         ).wait_for(timeout=_SERVER_START_S * 1000)
+        self._wait_for_kernel()
+
+    def _wait_for_kernel(self) -> None:
         # The indicator also says "idle" before the session has a kernel ("No Kernel"), and
         # Run All then asks which kernel to start; so wait for the kernel's name as well.
         self.panel.locator(".jp-KernelName", has_text=KERNEL_NAME).wait_for(
@@ -372,16 +383,42 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 _CALL_FAILED = pytest.StashKey[bool]()
 
 
-@pytest.fixture
-def notebook(
-    request: pytest.FixtureRequest, chromium: BrowserContext, jupyter_lab: JupyterLab
-) -> Iterator[LabNotebook]:
-    """A fresh chromium page on the session's JupyterLab; its kernels end with the test.
+class Notebook7(LabNotebook):
+    """One notebook open in Notebook 7 (``/notebooks/<file>.ipynb``) on the same server.
 
-    A failed test leaves ``test-artifacts/<test>-failed.png`` and the server log's tail.
+    Its notebook page holds one document, titled in ``#jp-title``; the notebook panel, its
+    toolbar (kernel name, execution indicator), prompts and Run menu are JupyterLab's.
     """
+
+    def open(self, name: str, cells: list[str]) -> None:
+        filename = self.lab.write_notebook(name, cells)
+        self.page.goto(self.lab.notebook7_url(filename))
+        # Without the notebook package, /notebooks/... is a 404 (or a lab page, never this).
+        app = self.page.evaluate(
+            "() => { const c = document.getElementById('jupyter-config-data');"
+            " return c ? JSON.parse(c.textContent).appName || null : null; }"
+        )
+        if app != "Jupyter Notebook":
+            pytest.fail(
+                f"{self.lab.notebook7_url(filename)} is not Notebook 7 (appName {app!r}): is "
+                "the `notebook>=7` test extra installed? (pip install -e '.[test]')",
+                pytrace=False,
+            )
+        self.page.locator("#jp-title", has_text=re.compile(rf"^{re.escape(name)}$")).wait_for(
+            timeout=_SERVER_START_S * 1000
+        )
+        self._wait_for_kernel()
+
+
+@contextlib.contextmanager
+def _open_page(
+    request: pytest.FixtureRequest,
+    chromium: BrowserContext,
+    jupyter_lab: JupyterLab,
+    kind: type[LabNotebook],
+) -> Iterator[LabNotebook]:
     page = chromium.new_page()
-    lab_notebook = LabNotebook(page, jupyter_lab)
+    lab_notebook = kind(page, jupyter_lab)
     try:
         yield lab_notebook
     finally:
@@ -391,3 +428,24 @@ def notebook(
             print(f"browser console:\n{lab_notebook.diagnostics()}")
         page.close()
         jupyter_lab.shutdown_sessions()
+
+
+@pytest.fixture
+def notebook(
+    request: pytest.FixtureRequest, chromium: BrowserContext, jupyter_lab: JupyterLab
+) -> Iterator[LabNotebook]:
+    """A fresh chromium page on the session's JupyterLab; its kernels end with the test.
+
+    A failed test leaves ``test-artifacts/<test>-failed.png`` and the server log's tail.
+    """
+    with _open_page(request, chromium, jupyter_lab, LabNotebook) as lab_notebook:
+        yield lab_notebook
+
+
+@pytest.fixture
+def notebook7(
+    request: pytest.FixtureRequest, chromium: BrowserContext, jupyter_lab: JupyterLab
+) -> Iterator[LabNotebook]:
+    """As `notebook`, but the page is Notebook 7's UI on the same server."""
+    with _open_page(request, chromium, jupyter_lab, Notebook7) as lab_notebook:
+        yield lab_notebook
