@@ -16,10 +16,11 @@ $(VENV)/.installed-%: pyproject.toml
 demo: $(VENV)/.installed-test
 	$(PY) -m apiorch_nb.demo.sample --port $(PORT)
 
-## test: lint, then the whole test suite against real local servers
+## test: lint, then the whole test suite against real local servers, then the notebooks (nbval)
 test: $(VENV)/.installed-test
 	$(PY) -m ruff check apiorch_nb tests bench
 	$(PY) -m pytest
+	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/
 
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check apiorch_nb tests bench

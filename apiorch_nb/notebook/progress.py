@@ -10,9 +10,8 @@ in terminal IPython it stays silent.
 from __future__ import annotations
 
 import asyncio
-import functools
 import html
-import threading
+import sys
 import time
 from collections import Counter
 from typing import Any
@@ -37,26 +36,14 @@ _STATE_COLOURS = {
 
 
 def charts_ready() -> bool:
-    """True once plotly and the chart builders are imported; the first call starts that
-    import in a background thread.
+    """True if plotly is already imported; live views never import it themselves.
 
-    Importing plotly takes a few hundred milliseconds. Done on the event loop in the middle
-    of a run, it would stall the calls in flight and distort their timings; so live views
-    draw the waterfall only once this says the import is done.
+    Importing plotly costs a few hundred milliseconds of the event loop, even from another
+    thread (its huge generated modules are unmarshalled holding the GIL), which would stall
+    the calls in flight and distort their timings. The first run's final display imports
+    it, so live waterfalls appear from the second run on; the first shows bar and counts.
     """
-    return not _import_charts_in_background().is_alive()
-
-
-@functools.cache
-def _import_charts_in_background() -> threading.Thread:
-    def load() -> None:
-        import plotly.graph_objects  # noqa: F401
-
-        from .. import _charts  # noqa: F401
-
-    thread = threading.Thread(target=load, name="apiorch-import-charts", daemon=True)
-    thread.start()
-    return thread
+    return "plotly.graph_objects" in sys.modules
 
 
 class NotebookProgress:
@@ -71,7 +58,6 @@ class NotebookProgress:
     def run_started(self, run: Run) -> None:
         from IPython.display import display
 
-        charts_ready()  # starts importing plotly now, off the event loop
         self._bar = display(_bar_bundle(run), raw=True, display_id=True)
         if len(run.records) <= WATERFALL_MAX_CALLS:
             self._waterfall = display({"text/plain": ""}, raw=True, display_id=True)
