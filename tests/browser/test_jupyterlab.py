@@ -104,8 +104,14 @@ def test_builder_form_runs_two_endpoints(notebook: LabNotebook, demo: DemoServer
     with class ``apiorch-results`` whose "Table" and "Timeline" tabs show the run table
     and the Plotly waterfall.
     """
+    run_builder_with_two_endpoints(notebook, demo, "builder")
+
+
+def run_builder_with_two_endpoints(notebook: LabNotebook, demo: DemoServer, name: str) -> None:
+    """Fill two endpoints into the builder form, Run, and check the table, the waterfall and
+    what the server saw; shared by the JupyterLab and Notebook 7 tests."""
     notebook.open(
-        "builder",
+        name,
         [_setup_cell(demo), "import apiorch_nb\nb = apiorch_nb.builder()\nb"],
     )
     notebook.run_all_cells()
@@ -147,9 +153,9 @@ def test_builder_form_runs_two_endpoints(notebook: LabNotebook, demo: DemoServer
     assert set(ticks) == {"profile", "slow"}, ticks
 
     builder.scroll_into_view_if_needed()
-    notebook.screenshot("builder.png")
+    notebook.screenshot(f"{name}.png")
 
     assert demo.count("/users/1", method="GET") == 1
     assert demo.count("/delay/50", method="GET") == 1
     assert len(demo.log) == 2, [(r.method, r.path) for r in demo.log]
-    assert notebook.outside == [], "the page reached outside JupyterLab"
+    assert notebook.outside == [], "the page reached outside the Jupyter server"

@@ -20,9 +20,9 @@ from .test_jupyterlab import (
     ORCHESTRATE_CELL,
     TABLE,
     WATERFALL,
-    _button,
     _endpoint_rows,
     _setup_cell,
+    run_builder_with_two_endpoints,
 )
 
 pytestmark = pytest.mark.timeout(300)
@@ -76,52 +76,4 @@ def test_notebook7_builder_form_runs_two_endpoints(
 ) -> None:
     """The issue's builder test, in Notebook 7: two endpoints in the form, Run, table and
     waterfall (the builder's contract is in test_jupyterlab.py)."""
-    notebook7.open(
-        "nb7-builder",
-        [_setup_cell(demo), "import apiorch_nb\nb = apiorch_nb.builder()\nb"],
-    )
-    notebook7.run_all_cells()
-    notebook7.wait_until_executed()
-
-    builder = notebook7.panel.locator(".apiorch-builder")
-    builder.wait_for()
-    names = builder.locator(".apiorch-endpoint-name input")
-    urls = builder.locator(".apiorch-endpoint-url input")
-    add = _button(builder, "Add endpoint")
-    # The form may start empty or with one blank endpoint; either way, make it two.
-    for _ in range(2):
-        if names.count() >= 2:
-            break
-        before = names.count()
-        add.click()
-        names.nth(before).wait_for()
-    assert names.count() == 2, f"expected two endpoint rows, got {names.count()}"
-
-    for i, (name, path) in enumerate((("profile", "/users/1"), ("slow", "/delay/50"))):
-        names.nth(i).fill(name)
-        names.nth(i).press("Tab")
-        urls.nth(i).fill(demo.url + path)
-        urls.nth(i).press("Tab")
-
-    _button(builder, "Run").click()
-
-    results = builder.locator(".apiorch-results")
-    results.get_by_role("tab", name="Table", exact=True).click()
-    results.locator(f"{TABLE} tbody tr").nth(1).wait_for()
-    rows = _endpoint_rows(notebook7, f".apiorch-results {TABLE}")
-    assert set(rows) == {"profile", "slow"}, rows
-
-    results.get_by_role("tab", name="Timeline", exact=True).click()
-    waterfall = results.locator(WATERFALL)
-    waterfall.locator(BARS).first.wait_for()
-    assert waterfall.locator(BARS).count() >= 2, notebook7.diagnostics()
-    ticks = waterfall.locator(".ytick text").all_text_contents()
-    assert set(ticks) == {"profile", "slow"}, ticks
-
-    builder.scroll_into_view_if_needed()
-    notebook7.screenshot("notebook7-builder.png")
-
-    assert demo.count("/users/1", method="GET") == 1
-    assert demo.count("/delay/50", method="GET") == 1
-    assert len(demo.log) == 2, [(r.method, r.path) for r in demo.log]
-    assert notebook7.outside == [], "the page reached outside the Jupyter server"
+    run_builder_with_two_endpoints(notebook7, demo, "notebook7-builder")
