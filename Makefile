@@ -12,9 +12,9 @@ $(VENV)/.installed-%: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[$*]'
 	touch $@
 
-## demo: start the demo API and run a sample orchestration against it
+## demo: a sample run in the terminal, then the demo API and JupyterLab on the quickstart
 demo: $(VENV)/.installed-test
-	$(PY) -m apiorch_nb.demo.sample --port $(PORT)
+	$(PY) -m apiorch_nb.demo.lab --port $(PORT) $(LAB_ARGS)
 
 ## test: lint, then the whole test suite against real local servers, then the notebooks (nbval)
 test: $(VENV)/.installed-test

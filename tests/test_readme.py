@@ -61,3 +61,55 @@ def test_readme_notebook_cell_runs_in_ipython() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "True 7 Bearer demo-token-ada 2"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_make_demo_serves_the_demo_api_and_jupyterlab_on_the_quickstart() -> None:
+    import signal
+    import time
+    import urllib.request
+
+    api_port, lab_port = _free_port(), _free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "apiorch_nb.demo.lab",
+        "--port",
+        str(api_port),
+        "--no-browser",
+        f"--ServerApp.port={lab_port}",
+        "--IdentityProvider.token=demo-test",
+    ]
+    proc = subprocess.Popen(
+        command, cwd=README.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        lab = f"http://127.0.0.1:{lab_port}/lab/tree/00_quickstart.ipynb?token=demo-test"
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline and status != 200:
+            try:
+                with urllib.request.urlopen(lab, timeout=2) as resp:
+                    status = resp.status
+            except OSError:
+                time.sleep(0.5)
+        assert status == 200, "JupyterLab did not serve the quickstart notebook"
+        with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/users/7", timeout=5) as resp:
+            assert b'"id": 7' in resp.read()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert "5 calls (5 ok)" in out  # the terminal sample ran first
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{api_port}/users/7", timeout=2)
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the demo API kept running after JupyterLab stopped")
