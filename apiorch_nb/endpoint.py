@@ -112,6 +112,11 @@ class APIEndpoint:
             parts.append(f"body={redact_body(self.body)!r}")
         if self.depends_on:
             parts.append(f"depends_on={self.depends_on!r}")
+        for name, default in _REPR_DEFAULTS.items():  # the settings that differ, by name
+            value = getattr(self, name)
+            if value != default:
+                shown = getattr(value, "__name__", None) if callable(value) else None
+                parts.append(f"{name}={shown}" if shown else f"{name}={value!r}")
         return f"APIEndpoint({', '.join(parts)})"
 
 
@@ -137,3 +142,21 @@ def _check_statuses(where: str, value: Any) -> frozenset[int]:
 def _check_int(where: str, name: str, value: Any, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{where}: {name} must be an integer >= {minimum}, got {value!r}")
+
+
+#: Fields a repr shows only when they differ from these defaults.
+_REPR_DEFAULTS: dict[str, Any] = {
+    "timeout": 30.0,
+    "retry_count": 3,
+    "retry_delay": 1.0,
+    "retry_on": frozenset(DEFAULT_RETRY_ON),
+    "rate_limit": None,
+    "rate_limit_window": None,
+    "burst_limit": None,
+    "cache_ttl": None,
+    "response_parser": None,
+    "transform_input": None,
+    "transform_output": None,
+    "condition": None,
+    "error_handler": None,
+}
