@@ -1,10 +1,10 @@
 """Live progress for runs in a notebook: a bar, counts by state, rate and ETA, a waterfall.
 
 It is a `RunObserver` drawing into two display handles, redrawn at most a few times a
-second (and the waterfall only for runs small enough to draw quickly). When the run ends
-both handles are emptied, so the saved notebook keeps only the static result and nbval
-sees the same outputs on every run. It draws only where a frontend can show it (a kernel);
-in terminal IPython it stays silent.
+second (and the waterfall only for runs small enough to draw quickly). Both start empty and
+are emptied again when the run ends, so the saved notebook keeps only the static result and
+nbval (which compares first outputs, not updates) sees the same outputs on every run. It
+draws only where a frontend can show it (a kernel); in terminal IPython it stays silent.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ WATERFALL_INTERVAL_S = 1.0
 #: Larger runs show the bar and counts only: redrawing thousands of bars would slow the run.
 WATERFALL_MAX_CALLS = 300
 
+_EMPTY = {"text/plain": ""}
 _STATE_COLOURS = {
     "ok": "#2e7d32",
     "failed": "#c62828",
@@ -58,9 +59,13 @@ class NotebookProgress:
     def run_started(self, run: Run) -> None:
         from IPython.display import display
 
-        self._bar = display(_bar_bundle(run), raw=True, display_id=True)
+        # Displayed empty and filled by an update: nbval compares a cell's first outputs,
+        # not its updates, and the saved notebook ends with the emptied state, so both
+        # see the same empty output on every run.
+        self._bar = display(_EMPTY, raw=True, display_id=True)
+        self._bar.update(_bar_bundle(run), raw=True)
         if len(run.records) <= WATERFALL_MAX_CALLS:
-            self._waterfall = display({"text/plain": ""}, raw=True, display_id=True)
+            self._waterfall = display(_EMPTY, raw=True, display_id=True)
 
     def call_finished(self, run: Run, record: CallRecord) -> None:
         now = time.monotonic()
@@ -81,7 +86,7 @@ class NotebookProgress:
             self._pending = None
         for handle in (self._bar, self._waterfall):
             if handle is not None:
-                handle.update({"text/plain": ""}, raw=True)
+                handle.update(_EMPTY, raw=True)
 
     def _deferred(self, run: Run) -> None:
         self._pending = None

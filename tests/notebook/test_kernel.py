@@ -222,6 +222,7 @@ STAGGERED = "\n".join(
 def _progress_story(messages: list[dict[str, Any]]) -> tuple[str, list[str], dict[str, Any]]:
     """The progress display's id, the texts it showed over time, and its last bundle."""
     first = next(m for m in messages if "apiorch-progress" in m["data"].get("text/html", ""))
+    assert first["type"] == "update_display_data"  # shown empty first, filled by an update
     display_id = first["transient"]["display_id"]
     mine = [m for m in messages if m.get("transient", {}).get("display_id") == display_id]
     return display_id, [m["data"].get("text/plain", "") for m in mine], mine[-1]["data"]
@@ -233,7 +234,7 @@ def test_live_progress_updates_as_calls_finish_and_is_cleared_at_the_end(
     status, messages = _progress_messages(kernel, "%%orchestrate --mode parallel\n" + STAGGERED)
     assert status == "ok"
     _, texts, last = _progress_story(messages)
-    assert texts[0].startswith("0/6 calls done")
+    assert texts[0] == "" and texts[1].startswith("0/6 calls done")
     assert any(t.startswith(("3/6", "4/6", "5/6")) for t in texts)  # seen mid-run
     assert last == {"text/plain": ""}  # emptied: the saved notebook keeps the static result
     kinds = [set(m["data"]) for m in messages if m["type"] == "display_data"]
@@ -253,6 +254,6 @@ def test_plain_await_execute_shows_progress_and_quiet_shows_none(
     status, messages = _progress_messages(kernel, code)
     assert status == "ok"
     _, texts, last = _progress_story(messages)
-    assert texts[0].startswith("0/4 calls done") and last == {"text/plain": ""}
+    assert texts[1].startswith("0/4 calls done") and last == {"text/plain": ""}
     status, messages = _progress_messages(kernel, "%%orchestrate --quiet\n" + STAGGERED)
     assert status == "ok" and messages == []
