@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from IPython.core.error import UsageError
 from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 from IPython.utils.capture import CapturedIO, RichOutput, capture_output
 
+from apiorch_nb import Run
 from apiorch_nb.demo import DemoServer
 
 PLOTLY = "application/vnd.plotly.v1+json"
@@ -101,3 +103,29 @@ def run_cell(ip: InteractiveShell) -> Callable[[str], Ran]:
         return Ran(result, captured)
 
     return run
+
+
+# -- helpers shared by the notebook test modules --------------------------------------------
+
+RunCell = Callable[[str], "Ran"]  # the run_cell fixture
+
+
+def stored(ip: InteractiveShell, name: str = "r") -> Run:
+    """The Run a cell stored with ``name <<``."""
+    run = ip.user_ns[name]
+    assert isinstance(run, Run)
+    return run
+
+
+def states(run: Run) -> dict[str, str]:
+    return {name: record.state.value for name, record in run.records.items()}
+
+
+def assert_one_line_failure(ran: Ran) -> str:
+    """The cell failed with a UsageError printed as one line and no traceback; its text."""
+    assert not ran.result.success
+    assert isinstance(ran.error, UsageError)
+    assert ran.stderr.strip() == f"UsageError: {ran.error}"
+    assert "\n" not in str(ran.error)
+    assert "Traceback" not in ran.everything()
+    return str(ran.error)

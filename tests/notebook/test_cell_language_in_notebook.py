@@ -8,30 +8,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from apiorch_nb import Run
 from apiorch_nb.demo import DemoServer, max_in_window
 
-from .conftest import Ran
-
-RunCell = Callable[[str], Ran]
-
-
-def stored(ip: InteractiveShell, name: str = "r") -> Run:
-    run = ip.user_ns[name]
-    assert isinstance(run, Run)
-    return run
-
-
-def states(run: Run) -> dict[str, str]:
-    return {name: record.state.value for name, record in run.records.items()}
-
+from .conftest import RunCell, states, stored
 
 # -- annotations --------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ the server saw, what the stored run holds and what the cell showed.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,33 +16,11 @@ from IPython.core.interactiveshell import InteractiveShell
 from apiorch_nb import OrchestrationMode, Run
 from apiorch_nb.demo import DemoServer, max_in_window
 
-from .conftest import MERMAID, PLOTLY, Ran
-
-RunCell = Callable[[str], Ran]
-
-
-def stored(ip: InteractiveShell, name: str = "r") -> Run:
-    run = ip.user_ns[name]
-    assert isinstance(run, Run)
-    return run
-
-
-def states(run: Run) -> dict[str, str]:
-    return {name: record.state.value for name, record in run.records.items()}
+from .conftest import MERMAID, PLOTLY, RunCell, assert_one_line_failure, states, stored
 
 
 def arrivals(demo: DemoServer, prefix: str) -> list[float]:
     return sorted(r.t for r in demo.requests(prefix=prefix))
-
-
-def assert_one_line_failure(ran: Ran) -> str:
-    """The cell failed with a UsageError printed as one line and no traceback; its text."""
-    assert not ran.result.success
-    assert isinstance(ran.error, UsageError)
-    assert ran.stderr.strip() == f"UsageError: {ran.error}"
-    assert "\n" not in str(ran.error)
-    assert "Traceback" not in ran.everything()
-    return str(ran.error)
 
 
 TWO_DELAYS = "###\n# @name a\nGET {{base}}/delay/300\n###\n# @name b\nGET {{base}}/delay/301\n"
