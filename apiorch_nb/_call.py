@@ -124,22 +124,6 @@ class CallRecord:
     _states: list[CallState] = field(default_factory=lambda: [CallState.PENDING])
     _stamps: array[float] = field(default_factory=lambda: array("d", (_monotonic(),)))
 
-    @classmethod
-    def begin(cls, endpoint: str, method: str, url: str) -> CallRecord:
-        """A new record, pending now (the scheduler makes thousands of these per run)."""
-        return cls(
-            endpoint,
-            method,
-            url,
-            [],
-            None,
-            None,
-            False,
-            None,
-            [CallState.PENDING],
-            array("d", (_monotonic(),)),
-        )
-
     @property
     def events(self) -> list[tuple[CallState, float]]:
         """Every transition as (state, monotonic time), oldest first."""
@@ -192,12 +176,3 @@ class CallRecord:
         self._states.append(state)
         self._stamps.append(stamp)
         return attempt
-
-    def time_in(self, state: CallState) -> float:
-        """Total seconds spent in `state` over the whole call."""
-        total = 0.0
-        stamps = self._stamps
-        for i, s in enumerate(self._states[:-1]):
-            if s is state:
-                total += stamps[i + 1] - stamps[i]
-        return total

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass
 
 from ..errors import ConfigError
@@ -64,11 +63,3 @@ def parse_rate(text: str) -> tuple[int, float]:
     if int(count) < 1 or window <= 0:
         raise ConfigError(f"rate limit must be at least 1 per a positive window, got {text!r}")
     return int(count), window
-
-
-def tokens(line: str) -> list[str]:
-    """shlex tokens of the magic line, with a readable error for unbalanced quotes."""
-    try:
-        return shlex.split(line)
-    except ValueError as exc:
-        raise ConfigError(f"cannot read the magic line: {exc}") from None
