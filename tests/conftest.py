@@ -21,3 +21,25 @@ def demo(demo_server: DemoServer) -> Iterator[DemoServer]:
     """The session's demo server with its log, counters and knobs reset for this test."""
     demo_server.reset()
     yield demo_server
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on 127.0.0.1 for the whole session; yields its URL."""
+    from _redis_server import running_redis
+
+    with running_redis(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The session's Redis, emptied (FLUSHALL) for this test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return redis_server
