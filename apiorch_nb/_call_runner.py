@@ -24,7 +24,7 @@ from ._call_outcome import call_user, fail_call, parse_response
 from ._plan import Node
 from ._redact import redact_mapping, redact_url, scrub_values
 from ._template import Context, render
-from .breaker import CircuitBreaker
+from .breaker import BreakerStore, CircuitBreaker
 from .cache import Cache, SingleFlight, default_cache_key
 from .endpoint import BODY_METHODS, APIEndpoint
 from .errors import (
@@ -54,6 +54,8 @@ class Services:
     cache: Cache | None = None
     cache_ttls: dict[str, float] = field(default_factory=dict)  # endpoint name -> seconds
     cache_key_generator: Callable[[APIEndpoint], Any] | None = None
+    #: Shared breaker state (Redis); None keeps each breaker in this process.
+    breaker_store: BreakerStore | None = None
     log_requests: bool = False
     log_responses: bool = False
     session: aiohttp.ClientSession | None = None

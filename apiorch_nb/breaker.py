@@ -15,7 +15,7 @@ import enum
 import inspect
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from .errors import CircuitOpenError, ConfigError
 
@@ -158,3 +158,24 @@ class CircuitBreaker:
             f"CircuitBreaker(name={self.name!r}, state={self.state.value}, "
             f"failures={self._failures}/{self.threshold}, timeout={self.timeout:g}s)"
         )
+
+
+#: What one admitted call told its breaker: see `CircuitBreaker.record_*`.
+BreakerOutcome = Literal["success", "failure", "ignored"]
+
+
+class BreakerStore(Protocol):
+    """Breaker state kept outside the process (Redis), so every kernel sees one circuit.
+
+    When an orchestrator has a store, the engine asks it (not the local breaker) whether a
+    call may go, and tells it each call's outcome; the store keeps `breaker`'s local state
+    in step, so ``breaker.state`` and the run records read the shared state.
+    """
+
+    async def before_call(self, breaker: CircuitBreaker) -> BreakerState:
+        """Admit one call or raise `CircuitOpenError`, like `CircuitBreaker.before_call`."""
+        ...
+
+    async def record(self, breaker: CircuitBreaker, outcome: BreakerOutcome) -> None: ...
+
+    async def reset(self, breaker: CircuitBreaker) -> None: ...

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 
-from . import _http
+from . import _http, backends
 from ._call import CallRecord
 from ._call_runner import Services
 from ._plan import compile_plan
@@ -48,8 +48,12 @@ class APIOrchestrator:
     just works (one loop at a time).
 
     `secrets` maps names to values that templates reach as ``{$secrets.NAME}``; their
-    values are scrubbed from run records, error messages and logs. `limiter` and `cache`
-    replace the in-memory backends (e.g. with shared ones).
+    values are scrubbed from run records, error messages and logs.
+
+    `cache`, `limiter` and `breakers` choose where that state lives: a backend object or a
+    URL (see `apiorch_nb.backends`). ``cache="sqlite:///enrich.db"`` survives a kernel
+    restart; ``"redis://host:6379/0"`` for all three shares them with every kernel, process
+    and Dask worker that uses the same Redis, so together they never exceed a limit.
 
     Example::
 
@@ -62,13 +66,25 @@ class APIOrchestrator:
         self,
         config: APIOrchestrationConfig,
         *,
-        limiter: Limiter | None = None,
-        cache: Cache | None = None,
+        limiter: Limiter | str | None = None,
+        cache: Cache | str | None = None,
+        breakers: str | None = None,
         secrets: Mapping[str, str] | None = None,
     ) -> None:
         if not isinstance(config, APIOrchestrationConfig):
             raise ConfigError(f"APIOrchestrator needs an APIOrchestrationConfig, got {config!r}")
         self.config = config
+        #: The backends given as URLs, so a Dask worker can rebuild the same orchestrator.
+        self.backend_urls = {
+            k: v
+            for k, v in (("limiter", limiter), ("cache", cache), ("breakers", breakers))
+            if isinstance(v, str)
+        }
+        if isinstance(limiter, str):
+            limiter = backends.limiter_from_url(limiter)
+        if isinstance(cache, str):
+            cache = backends.cache_from_url(cache)
+        breaker_store = backends.breaker_store_from_url(breakers) if breakers else None
         self._plan = compile_plan(config.endpoints, config.mode)
         self._metrics = IOMetrics() if config.metrics_enabled else None
         self._limiter = limiter if limiter is not None else InMemoryRateLimiter()
@@ -93,6 +109,7 @@ class APIOrchestrator:
                 if (ttl := ep.cache_ttl if ep.cache_ttl is not None else config.cache_ttl)
             },
             cache_key_generator=config.cache_key_generator,
+            breaker_store=breaker_store,
             log_requests=config.log_requests,
             log_responses=config.log_responses,
             secrets={str(k): str(v) for k, v in (secrets or {}).items()},
