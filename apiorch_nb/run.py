@@ -3,7 +3,8 @@
 The notebook layer draws its DataFrames and charts from this object; scripts can read it
 directly as ``orchestrator.last_run``. The views live elsewhere and load their heavy
 libraries on first use: DataFrames in ``_frames.py`` (pandas), figures and the dependency
-graph in ``_charts.py`` (plotly), the script export in ``_export_python.py``.
+graph in ``_charts.py`` and ``_dag_chart.py`` (plotly), the script export in
+``_export_python.py``.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ class Run:
 
     A run does not change once ``execute`` has returned, so its DataFrames are built once
     and kept. Every view (``calls``, ``metrics``, ``timeline()``, ``latency_chart()``,
-    ``dag()``, ``to_python()``, the notebook display) reads `attempt_rows`, which reads
-    the calls' state-machine log: nothing keeps a second set of books.
+    ``dag()``, ``dag_chart()``, ``to_python()``, the notebook display) reads `attempt_rows`,
+    which reads the calls' state-machine log: nothing keeps a second set of books.
     """
 
     mode: OrchestrationMode
@@ -196,6 +197,15 @@ class Run:
         from ._charts import dag_view
 
         return dag_view(self)
+
+    def dag_chart(self) -> go.Figure:
+        """The dependency graph as a plotly figure: layers left to right, boxes by outcome.
+
+        The same graph as `dag`, for where mermaid does not render (a PNG, a dashboard).
+        """
+        from ._dag_chart import dag_figure
+
+        return dag_figure(self)
 
     def to_python(self) -> str:
         """A runnable script that rebuilds this run's config and executes it with its input.

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+DOCS = README.parent / "docs"
 
 
 def test_readme_python_example_runs() -> None:
@@ -113,3 +114,26 @@ def test_make_demo_serves_the_demo_api_and_jupyterlab_on_the_quickstart() -> Non
         pass
     else:
         raise AssertionError("the demo API kept running after JupyterLab stopped")
+
+
+def test_the_tour_run_shows_what_the_readme_says_about_its_pictures() -> None:
+    """`docs/make_pictures.py`'s run (without kaleido): a queue, retries, a skip, a join."""
+    import asyncio
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_pictures", DOCS / "make_pictures.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    run = asyncio.run(script.record_run())
+    assert run.outcomes == {"ok": 7, "skipped": 1}
+    assert run.records["upgrade-offer"].state.value == "skipped"
+    recs = [r for r in run.attempt_rows() if r["endpoint"] == "recommendations"]
+    assert [r["status"] for r in recs] == [503, 503, 200]
+    # posts and analytics hold both slots for the demo's 25 ms (the limiter's wait depends
+    # on how fast the retries come round, so it is not asserted)
+    assert recs[0]["queued_ms"] > 10
+    assert ("recommendations", "report", "data") in run.edges
+    for picture in ("waterfall.png", "graph.png"):
+        assert f"](docs/{picture})" in README.read_text()
+        assert (DOCS / picture).stat().st_size < 200_000

@@ -34,9 +34,11 @@ from apiorch_nb._charts import (
     FLIGHT_FAILED,
     FLIGHT_OK,
     FLIGHT_RETRIED,
+    OUTCOME_COLOURS,
     QUEUED,
     RATE_WAIT,
 )
+from apiorch_nb._dag_chart import BOX_WIDTH, DATA_EDGES, ORDER_EDGES
 from apiorch_nb.demo import DemoServer
 from apiorch_nb.metrics import percentile
 
@@ -373,6 +375,118 @@ async def test_dag_of_the_hybrid_runs_classes_skipped_cached_and_circuit_open(
     assert "-.->" not in mermaid  # hybrid has data edges only
 
 
+def chart_nodes(fig: Any) -> dict[str, tuple[float, float, str, str]]:
+    """Endpoint -> (x, y, outcome trace, box fill) from a `dag_chart` figure."""
+    fills = {shape.name: shape.fillcolor for shape in fig.layout.shapes}
+    nodes = {}
+    for trace in fig.data:
+        if trace.name in (DATA_EDGES, ORDER_EDGES):
+            continue
+        for name, x, y in zip(trace.customdata, trace.x, trace.y, strict=True):
+            assert name not in nodes
+            nodes[name] = (x, y, trace.name, fills[name])
+    return nodes
+
+
+def chart_edges(fig: Any, kind: str) -> list[list[tuple[float, float]]]:
+    """The polylines of one edge trace (split by ``None``), each ending in an arrowhead."""
+    trace = traces_by_name(fig).get(kind)
+    if trace is None:
+        return []
+    routes: list[list[tuple[float, float]]] = [[]]
+    for x, y, size in zip(trace.x, trace.y, trace.marker.size, strict=True):
+        if x is None:
+            assert routes[-1][-1][2] > 0 and all(s == 0 for *_, s in routes[-1][:-1])
+            routes.append([])
+        else:
+            routes[-1].append((x, y, size))
+    assert routes.pop() == []
+    return [[(x, y) for x, y, _ in route] for route in routes]
+
+
+async def test_dag_chart_draws_a_box_per_call_and_an_arrow_per_edge(demo: DemoServer) -> None:
+    first, second, _ = await two_hybrid_runs(demo)
+    for run in (first, second):
+        fig = run.dag_chart()
+        nodes = chart_nodes(fig)
+        assert list(nodes) != [] and sorted(nodes) == sorted(run.records)
+        for name, (_, _, outcome, fill) in nodes.items():
+            assert outcome == run.records[name].state.value
+            assert fill == OUTCOME_COLOURS[outcome]
+        # one arrow per edge of the plan, from the right of one box to the left of the next
+        segments = chart_edges(fig, DATA_EDGES)
+        assert len(segments) == len(run.edges) == 2 and chart_edges(fig, ORDER_EDGES) == []
+        for (a, b, _), [tail, head] in zip(run.edges, segments, strict=True):
+            assert tail == (nodes[a][0] + BOX_WIDTH / 2, nodes[a][1])
+            assert head[0] == pytest.approx(nodes[b][0] - BOX_WIDTH / 2, abs=0.05)
+            assert head[1] == nodes[b][1]
+        assert run.dag_chart().to_json() == fig.to_json()  # deterministic
+    # user -> flaky and broken -> after-broken: dependants one column right, the rest at 0
+    nodes = chart_nodes(second.dag_chart())
+    assert {name: x for name, (x, *_) in nodes.items()} == {
+        "user": 0,
+        "flaky": 1,
+        "limited": 0,
+        "broken": 0,
+        "after-broken": 1,
+        "gated": 0,
+    }
+    outcomes = {name: outcome for name, (_, _, outcome, _) in nodes.items()}
+    assert outcomes == {
+        "user": "cached",
+        "flaky": "ok",
+        "limited": "ok",
+        "broken": "circuit_open",
+        "after-broken": "skipped",
+        "gated": "skipped",
+    }
+    # the boxes read name, outcome, status and latency; the hover adds the request
+    traces = traces_by_name(first.dag_chart())
+    ok = traces["ok"]
+    label = dict(zip(ok.customdata, ok.text, strict=True))["flaky"]
+    assert re.fullmatch(r"<b>flaky</b><br>ok<br>200 · \d+ ms · 3 tries", label)
+    hover = dict(zip(ok.customdata, ok.hovertext, strict=True))["flaky"]
+    assert f"GET {demo.url}/flaky/views?fail=2" in hover
+    failed = traces["failed"]
+    assert list(failed.customdata) == ["broken"] and "HTTP 500" in failed.hovertext[0]
+    assert failed.textfont.color == "#ffffff"
+    # every string passes the run's scrubber, names and URLs included
+    hidden = dataclasses.replace(first, secret_values=("flaky",)).dag_chart().to_json()
+    assert "flaky" not in hidden and "user \\u2192 [REDACTED]: needs" in hidden
+
+
+def test_dag_chart_lays_out_longest_paths_left_to_right() -> None:
+    names = ["a", "b", "c", "d", "e"]
+    config = APIOrchestrationConfig(
+        endpoints=[APIEndpoint(n, f"http://127.0.0.1:9/{n}") for n in names],
+        mode=OrchestrationMode.PARALLEL,
+    )
+    records = {ep.name: CallRecord(ep.name, ep.method, ep.url) for ep in config.endpoints}
+    now = min(r.started_at for r in records.values())
+    # a -> b -> c and a -> c (c stands past its latest dependency); d -> c; e alone
+    edges = [("a", "b", "data"), ("b", "c", "order"), ("a", "c", "data"), ("d", "c", "data")]
+    run = Run(config.mode, records, {}, now, now, config=config, edges=edges)
+    fig = run.dag_chart()
+    nodes = chart_nodes(fig)
+    assert {name: x for name, (x, *_) in nodes.items()} == {"a": 0, "b": 1, "c": 2, "d": 0, "e": 0}
+    for a, b, _ in edges:
+        assert nodes[a][0] < nodes[b][0]
+    # a column is centred and ordered top down in endpoint order
+    assert [nodes[n][1] for n in ("a", "d", "e")] == [1.0, 0.0, -1.0]
+    data, order = chart_edges(fig, DATA_EDGES), chart_edges(fig, ORDER_EDGES)
+    assert len(data) == 3 and len(order) == 1
+    # a -> c and d -> c cross column 1 through their own rows, beside b's box
+    assert [len(route) for route in data] == [2, 3, 3]
+    bends = [route[1] for route in data[1:]]
+    assert bends == [(1.0, 0.0), (1.0, -1.0)] and nodes["b"][:2] == (1.0, 1.0)
+    assert traces_by_name(fig)[ORDER_EDGES].line.dash == "dot"
+    assert traces_by_name(fig)[DATA_EDGES].line.dash is None
+    # a plan that has not run: white boxes with dark text
+    assert {fill for *_, fill in nodes.values()} == {"#ffffff"}
+    assert traces_by_name(fig)["pending"].textfont.color == "#333333"
+    assert fig.layout.title.text == "dependency graph (parallel): 5 endpoints, 4 edges"
+
+
 # -- display --------------------------------------------------------------------------------
 
 
@@ -431,6 +545,7 @@ async def test_secrets_never_appear_in_any_view(demo: DemoServer) -> None:
         run.latency_chart().to_json(),
         run.dag().mermaid,
         run.dag().text,
+        run.dag_chart().to_json(),
         *run._repr_mimebundle_().values(),
         run.to_python(),
         repr(run),
@@ -455,7 +570,8 @@ async def test_views_scrub_known_secret_values_anywhere(demo: DemoServer) -> Non
     assert orch.last_run is not None
     assert TOKEN in orch.last_run._repr_mimebundle_()["text/html"]  # a plain header: user data
     run = dataclasses.replace(orch.last_run, secret_values=(TOKEN,))
-    for text in (*run._repr_mimebundle_().values(), run.to_python(), run.calls.to_csv()):
+    views = (run.to_python(), run.calls.to_csv(), run.dag_chart().to_json())
+    for text in (*run._repr_mimebundle_().values(), *views):
         assert TOKEN not in text
 
 
@@ -600,6 +716,7 @@ def test_views_of_an_empty_run() -> None:
     assert list(run.calls.columns) == list(CALL_DTYPES) and run.calls.empty
     assert list(run.metrics.index) == ["ALL"] and run.metrics.loc["ALL", "calls"] == 0
     assert run.timeline().data == () and run.latency_chart().data == ()
+    assert run.dag_chart().data == () and run.dag_chart().layout.shapes == ()
     assert run.dag().mermaid.startswith("flowchart LR\n    classDef ok ")
     compile(run.to_python(), "<export>", "exec")
     assert run._repr_mimebundle_()["text/plain"].startswith("Run (parallel, ok): 0 calls")
