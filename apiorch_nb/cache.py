@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Any, Protocol
 
 from ._redact import is_secret_name
@@ -22,10 +22,19 @@ DEFAULT_MAX_ENTRIES = 10_000
 
 
 class Cache(Protocol):
-    """What the orchestrator needs from a cache backend."""
+    """What the orchestrator needs from a cache backend.
+
+    `namespace` is the endpoint's name, `ttl` is in seconds, and `get` returns None for a
+    miss. `get` and `set` may be coroutines (``async def``), for backends that talk to a
+    server (`apiorch_nb.backends.RedisCache`); the engine awaits what they return, and a
+    synchronous backend (`MemoryCache`, `apiorch_nb.backends.SqliteCache`) costs nothing
+    extra. `clear` is synchronous, like ``clear_cache()``.
+    """
 
     def get(self, namespace: str, key: Hashable) -> Any | None: ...
-    def set(self, namespace: str, key: Hashable, value: Any, ttl: float) -> None: ...
+    def set(
+        self, namespace: str, key: Hashable, value: Any, ttl: float
+    ) -> Awaitable[None] | None: ...
     def clear(self, namespace: str | None = None) -> None: ...
 
 
