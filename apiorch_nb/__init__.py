@@ -12,6 +12,7 @@ from ._call import CallState
 from .breaker import BreakerState, CircuitBreaker
 from .config import APIOrchestrationConfig, OrchestrationMode
 from .endpoint import APIEndpoint
+from .enrich import MapRun, RowOutcome
 from .errors import (
     CallError,
     CallTimeout,
@@ -21,6 +22,7 @@ from .errors import (
     ErrorThresholdExceeded,
     FailFastError,
     HTTPStatusError,
+    MapTimeout,
     OrchestrationError,
     OrchestrationTimeout,
     RateLimitTimeout,
@@ -31,7 +33,7 @@ from .errors import (
 )
 from .metrics import IOMetrics, MetricsSnapshot
 from .orchestrator import APIOrchestrator, create_parallel_aggregator, create_sequential_api_chain
-from .progress import RunObserver
+from .progress import MapObserver, RunObserver
 from .run import Run
 
 if _typing.TYPE_CHECKING:
@@ -91,12 +93,16 @@ __all__ = [
     "FailFastError",
     "HTTPStatusError",
     "IOMetrics",
+    "MapObserver",
+    "MapRun",
+    "MapTimeout",
     "MetricsSnapshot",
     "OrchestrationError",
     "OrchestrationMode",
     "OrchestrationTimeout",
     "RateLimitTimeout",
     "ResponseParseError",
+    "RowOutcome",
     "Run",
     "RunAborted",
     "RunObserver",

@@ -7,6 +7,7 @@ naming the endpoint and the placeholder, never a silent literal.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -51,12 +52,24 @@ class Context(Mapping[str, Any]):
         return tuple(layers)
 
     def __getitem__(self, key: str) -> Any:
-        if key.startswith("$"):
+        if key[0] == "$":
             return self.system[key]
-        for layer in self._layers():
-            if key in layer:
-                return layer[key]
+        # The layers of _layers(), inline: this runs once per placeholder per call.
+        given = self.input
+        if isinstance(given, Mapping) and key in given:
+            return given[key]
+        if key in self.results:
+            return self.results[key]
+        run_input = self.run_input
+        if isinstance(run_input, Mapping) and run_input is not given and key in run_input:
+            return run_input[key]
         raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
     def __iter__(self) -> Any:
         seen: set[str] = set()
@@ -131,6 +144,8 @@ def render(value: Any, context: Mapping[str, Any], endpoint: str, field: str) ->
     """
     if isinstance(value, str):
         return _render_str(value, context, endpoint, field)
+    if not value:  # None, {}, []: nothing to fill (the common case for params and headers)
+        return value
     if isinstance(value, Mapping):
         return {
             render(k, context, endpoint, field): render(v, context, endpoint, f"{field}.{k}")
@@ -146,25 +161,46 @@ def render(value: Any, context: Mapping[str, Any], endpoint: str, field: str) ->
 def _render_str(text: str, context: Mapping[str, Any], endpoint: str, field: str) -> Any:
     if "{" not in text and "}" not in text:
         return text
+    whole, parts = _compiled(text)
+    if whole is not None:
+        value = lookup(context, whole)
+        if value is _MISSING:
+            raise TemplateError(endpoint, whole, field)
+        return value
+    pieces = list(parts)
+    for i in range(1, len(pieces), 2):  # odd positions hold placeholder paths
+        value = lookup(context, pieces[i])
+        if value is _MISSING:
+            raise TemplateError(endpoint, pieces[i], field)
+        pieces[i] = _as_text(value)
+    return "".join(pieces)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(text: str) -> tuple[str | None, tuple[str, ...]]:
+    """``(path, ())`` for a string that is exactly one placeholder, else ``(None, parts)``:
+    literal text and placeholder paths alternating, literals first (``{{``/``}}`` undone).
+
+    Parsed once per distinct template: rendering then only looks values up and joins.
+    """
     whole = _PLACEHOLDER.fullmatch(text)
     if whole and whole.group(1):
-        value = lookup(context, whole.group(1))
-        if value is _MISSING:
-            raise TemplateError(endpoint, whole.group(1), field)
-        return value
-
-    def fill(match: re.Match[str]) -> str:
+        return whole.group(1), ()
+    parts: list[str] = []
+    literal: list[str] = []
+    pos = 0
+    for match in _PLACEHOLDER.finditer(text):
+        literal.append(text[pos : match.start()])
+        pos = match.end()
         token = match.group(0)
-        if token == "{{":
-            return "{"
-        if token == "}}":
-            return "}"
-        value = lookup(context, match.group(1))
-        if value is _MISSING:
-            raise TemplateError(endpoint, match.group(1), field)
-        return _as_text(value)
-
-    return _PLACEHOLDER.sub(fill, text)
+        if token in ("{{", "}}"):
+            literal.append(token[0])
+            continue
+        parts += ["".join(literal), match.group(1)]
+        literal = []
+    literal.append(text[pos:])
+    parts.append("".join(literal))
+    return None, tuple(parts)
 
 
 def _as_text(value: Any) -> str:

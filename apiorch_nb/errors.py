@@ -13,10 +13,11 @@
     │   └── ResponseParseError            malformed body, or response_parser raised
     ├── CircuitOpenError                  refused without calling: the endpoint's breaker is open
     ├── RateLimitTimeout (TimeoutError)   a limiter wait gave up at its `timeout`
-    └── RunAborted                        the run stopped early; .results and .run are partial
-        ├── FailFastError                 fail_fast and an unrescued failure; .endpoint, .cause
-        ├── ErrorThresholdExceeded        the share of unrescued failures passed error_threshold
-        └── OrchestrationTimeout (TimeoutError)   total_timeout ran out
+    ├── RunAborted                        the run stopped early; .results and .run are partial
+    │   ├── FailFastError                 fail_fast and an unrescued failure; .endpoint, .cause
+    │   ├── ErrorThresholdExceeded        the share of unrescued failures passed error_threshold
+    │   └── OrchestrationTimeout (TimeoutError)   total_timeout ran out
+    └── MapTimeout (TimeoutError)         a `map`'s timeout ran out; .map_run keeps every row
 
 Errors keep their facts as attributes and build the message from them, so the notebook
 layer can show one readable line and tests can assert on fields instead of strings.
@@ -28,6 +29,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .enrich import MapRun
     from .run import Run
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "ErrorThresholdExceeded",
     "FailFastError",
     "HTTPStatusError",
+    "MapTimeout",
     "OrchestrationError",
     "OrchestrationTimeout",
     "RateLimitTimeout",
@@ -218,6 +221,23 @@ class OrchestrationTimeout(RunAborted, TimeoutError):
             f"total_timeout of {total_timeout:g}s ran out; cancelled: {', '.join(pending)}",
             results=results,
             run=run,
+        )
+
+
+class MapTimeout(OrchestrationError, TimeoutError):
+    """``map(..., timeout=...)`` ran out: running rows were cancelled, the rest not started.
+
+    ``map_run`` is the full record (``map_run.frame()`` has every row, finished or not).
+    """
+
+    def __init__(self, timeout: float, map_run: MapRun) -> None:
+        self.timeout = timeout
+        self.map_run = map_run
+        counts = map_run.counts()
+        super().__init__(
+            f"map timeout of {timeout:g}s ran out after {map_run.done - counts['cancelled']} "
+            f"of {len(map_run)} rows; {counts['cancelled']} cancelled, "
+            f"{counts['pending']} not started"
         )
 
 

@@ -4,28 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiohttp
 
 from . import _http, backends
 from ._call import CallRecord
 from ._call_runner import Services
+from ._map import run_rows
 from ._plan import compile_plan
+from ._rows import is_dask_frame, table_rows
 from ._scheduler import RunLimits, Scheduler
 from .breaker import CircuitBreaker
 from .cache import Cache, MemoryCache
 from .config import APIOrchestrationConfig, OrchestrationMode
 from .endpoint import APIEndpoint
-from .errors import ConfigError, RunAborted
+from .enrich import FieldsSpec, MapRun, compile_fields
+from .errors import ConfigError, MapTimeout, RunAborted
 from .metrics import IOMetrics, MetricsSnapshot
-from .progress import RunObserver, Watch
+from .progress import MapObserver, RunObserver, Watch
 from .ratelimit import InMemoryRateLimiter, Limiter, RateLimit
 from .retry import RetryPolicy
 from .run import Run
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger("apiorch_nb")
 _DEFAULT: Any = object()  # `execute(observer=...)` not given: use `default_observer`
@@ -119,6 +126,10 @@ class APIOrchestrator:
         #: The record of the most recent ``execute``: live while it runs (``finished`` is
         #: False), final afterwards, also when it raised or was cancelled.
         self.last_run: Run | None = None
+        #: The record of the most recent ``map``, kept the same way: every finished row
+        #: survives an interrupt, a timeout or an error.
+        self.last_map: MapRun | None = None
+        self._secrets = dict(secrets or {})
 
     def _configure_limits(self, config: APIOrchestrationConfig) -> dict[str, tuple[str, ...]]:
         window = config.rate_limit_window
@@ -225,11 +236,94 @@ class APIOrchestrator:
             run.data = run.results
         return run.data
 
-    def _observer(self, given: Any) -> RunObserver | None:
+    def _observer(self, given: Any, factory: Callable[[], Any] | None = None) -> Any:
         if given is not _DEFAULT:
-            return given  # type: ignore[no-any-return]
-        factory = type(self).default_observer
+            return given
+        if factory is None:
+            factory = type(self).default_observer
         return factory() if factory is not None else None
+
+    #: Makes the observer used when `map` is given none; the notebook sets it (a progress
+    #: bar with counts, rate and ETA).
+    default_map_observer: ClassVar[Callable[[], MapObserver | None] | None] = None
+
+    async def map(
+        self,
+        rows: Any,
+        *,
+        fields: FieldsSpec = None,
+        max_concurrent: int | None = None,
+        timeout: float | None = None,
+        client: Any = None,
+        observer: Any = _DEFAULT,
+    ) -> pd.DataFrame:
+        """Run the endpoint graph once per row; return a DataFrame indexed like `rows`.
+
+        Each row (of a DataFrame, a Dask DataFrame or a list of dicts) is one run's input,
+        so ``{id}`` in a URL fills from the row's ``id`` column. The result has a column per
+        field (`fields`: None for each endpoint's whole result, ``"user.name"`` paths, or
+        ``{column: path or callable(results)}``), then ``status`` and ``error``; join it to
+        the input with ``df.join(result)``. ``max_concurrent`` (default: the config's)
+        caps the calls in flight across all rows; rate limits, retries, breakers and the
+        cache apply as in `execute`, and ``total_timeout``/``fail_fast`` apply per row.
+
+        Nothing is lost: ``last_map`` is the live record, kept when the map is interrupted
+        or times out. With a persistent cache (``cache="sqlite:///..."``) running the same
+        map again sends only the rows that did not finish.
+
+        `client` spreads the rows over a Dask cluster: a ``distributed.Client``, or
+        ``"local"`` to start a `LocalCluster` for this map. Each worker runs this engine;
+        rate limits must then be shared (``limiter="redis://..."``).
+
+        Raises:
+            MapTimeout: `timeout` seconds passed; ``.map_run`` holds every row.
+            ConfigError: `rows`, `fields` or `max_concurrent` cannot work.
+        """
+        concurrency = _concurrency(
+            self.config.max_concurrent if max_concurrent is None else max_concurrent
+        )
+        watcher = self._observer(observer, type(self).default_map_observer)
+        if client is not None or is_dask_frame(rows):
+            from ._dask import map_on_dask
+
+            return await map_on_dask(
+                self,
+                rows,
+                client=client,
+                fields=fields,
+                max_concurrent=concurrency,
+                timeout=timeout,
+                observer=watcher,
+            )
+        index, inputs, index_names = table_rows(rows)
+        names = [ep.name for ep in self.config.endpoints]
+        mrun = MapRun(index, inputs, compile_fields(fields, names), index_names=index_names)
+        self.last_map = mrun
+        session = await self._session_for_running_loop()
+        self._services.session = session
+        watch = Watch(watcher, mrun) if watcher is not None else None
+        on_row = None
+        if watch is not None:
+            watch.notify("map_started", mrun)
+            on_row = functools.partial(watch.notify, "row_finished", mrun)
+        work = run_rows(
+            self,
+            mrun,
+            iter(range(len(inputs))),
+            max_concurrent=min(concurrency, len(inputs)) or 1,
+            on_row=on_row,
+        )
+        try:
+            await run_until(work, timeout, lambda: MapTimeout(timeout or 0.0, mrun))
+        except BaseException as exc:
+            mrun.error = exc
+            raise
+        finally:
+            mrun.finished = True
+            mrun.ended_at = time.monotonic()
+            if watch is not None:
+                watch.notify("map_finished", mrun)
+        return mrun.frame()
 
     def plan(self) -> Run:
         """What `execute` would run, without sending anything: every call pending, the graph."""
@@ -311,6 +405,31 @@ class APIOrchestrator:
             f"APIOrchestrator(mode={self.config.mode.value}, "
             f"endpoints={[ep.name for ep in self.config.endpoints]})"
         )
+
+
+def _concurrency(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"map: max_concurrent must be an int >= 1, got {value!r}")
+    return value
+
+
+async def run_until(
+    work: Coroutine[Any, Any, None], timeout: float | None, timed_out: Callable[[], Exception]
+) -> None:
+    """Await `work`; after `timeout` seconds cancel it, wait until it has wound down (so
+    every row is recorded), and raise ``timed_out()``."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except BaseException:  # cancelled from outside: stop the work, then re-raise
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise
+    if not done:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise timed_out()
+    task.result()
 
 
 def _caches(config: APIOrchestrationConfig) -> bool:

@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ._call import CallRecord
+    from .enrich import MapRun
     from .run import Run
 
 logger = logging.getLogger("apiorch_nb")
 
-__all__ = ["RunObserver"]
+__all__ = ["MapObserver", "RunObserver"]
 
 
 @runtime_checkable
@@ -45,14 +46,28 @@ class RunObserver(Protocol):
         """The run is over (also when it failed, timed out or was interrupted)."""
 
 
+@runtime_checkable
+class MapObserver(Protocol):
+    """What `APIOrchestrator.map(..., observer=...)` calls as rows finish."""
+
+    def map_started(self, run: MapRun) -> None:
+        """No row has run yet."""
+
+    def row_finished(self, run: MapRun, position: int) -> None:
+        """Row `position` (0-based, input order) has its outcome in ``run.outcomes``."""
+
+    def map_finished(self, run: MapRun) -> None:
+        """The map is over (also when it was interrupted, timed out or raised)."""
+
+
 class Watch:
     """Calls one observer for one run (internal); an observer that raises is logged and
     detached, so a broken display can never break the run."""
 
     __slots__ = ("observer", "run")
 
-    def __init__(self, observer: RunObserver, run: Run) -> None:
-        self.observer: RunObserver | None = observer
+    def __init__(self, observer: RunObserver | MapObserver, run: Run | MapRun) -> None:
+        self.observer: RunObserver | MapObserver | None = observer
         self.run = run
 
     @classmethod
@@ -62,6 +77,10 @@ class Watch:
         watch = cls(observer, run)
         watch._call("run_started", run)
         return watch
+
+    def notify(self, method: str, *args: Any) -> None:
+        """Call `method` of the observer (a `MapObserver` for maps) with `args`."""
+        self._call(method, *args)
 
     def call_finished(self, record: CallRecord) -> None:
         self.run.ended_at = time.monotonic()

@@ -1,0 +1,99 @@
+"""Runs an orchestrator's endpoint graph once per row, in this process, on this loop.
+
+A fixed pool of worker tasks pulls rows in input order, so a 100,000-row frame never
+makes 100,000 tasks at once. Every row gets its own `Scheduler` (its own run: input,
+results, total_timeout, fail_fast), and all of them take their slots from one semaphore,
+so ``max_concurrent`` caps the calls of the whole map, and all share the orchestrator's
+limiter, breakers, cache and metrics. A row's outcome is filed the moment it ends; when
+the map is cancelled or times out, each running row records its calls as cancelled
+before the map returns control, and rows never started stay ``pending``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from ._call import CallState
+from ._scheduler import RunLimits, Scheduler
+from .enrich import MapRun, RowOutcome
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .orchestrator import APIOrchestrator
+
+_FAILED = (CallState.FAILED, CallState.CIRCUIT_OPEN)
+
+
+async def run_rows(
+    orchestrator: APIOrchestrator,
+    mrun: MapRun,
+    positions: Iterator[int],
+    *,
+    max_concurrent: int,
+    on_row: Callable[[int], None] | None = None,
+) -> None:
+    """Run the rows `positions` yields (shared by the workers) and file their outcomes.
+
+    Raises:
+        asyncio.CancelledError: the map was cancelled; running rows are recorded first.
+    """
+    svc = orchestrator._services
+    plan = orchestrator._plan
+    cfg = orchestrator.config
+    limits = RunLimits(max_concurrent, cfg.total_timeout, cfg.fail_fast, cfg.error_threshold)
+    metrics = orchestrator._metrics
+    slots = asyncio.Semaphore(max_concurrent)
+    inputs = mrun.inputs
+
+    async def worker() -> None:
+        for position in positions:  # one shared iterator: each row goes to one worker
+            scheduler = Scheduler(
+                plan, svc, limits, run_input=inputs[position], metrics=metrics, slots=slots
+            )
+            try:
+                abort = await scheduler.run()
+            except asyncio.CancelledError:
+                mrun.record(position, _outcome(scheduler, None, svc.hide, cancelled=True))
+                raise
+            mrun.record(position, _outcome(scheduler, abort, svc.hide))
+            if on_row is not None:
+                on_row(position)
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(max_concurrent)]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for task in workers:
+            task.cancel()
+        # Every worker records its row as cancelled before it ends; wait for all of them.
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+
+
+def _outcome(
+    scheduler: Scheduler,
+    abort: Exception | None,
+    hide: Callable[[str], str],
+    *,
+    cancelled: bool = False,
+) -> RowOutcome:
+    records = scheduler.records
+    results = scheduler.ordered_results()
+    if cancelled:
+        return RowOutcome("cancelled", None, results, records)
+    if isinstance(abort, ConfigError):
+        return RowOutcome("failed", hide(str(abort)), results, records)
+    failed = next((r for r in records.values() if r._states[-1] in _FAILED and not r.rescued), None)
+    if failed is not None:
+        reason = getattr(failed.error, "reason", None) or str(failed.error)
+        return RowOutcome("failed", hide(f"{failed.endpoint}: {reason}"), results, records)
+    if abort is not None:
+        return RowOutcome("failed", hide(str(abort)), results, records)
+    states = [r._states[-1] for r in records.values()]
+    if CallState.CACHED in states and all(
+        s is CallState.CACHED or s is CallState.SKIPPED for s in states
+    ):
+        return RowOutcome("cached", None, results, records)
+    return RowOutcome("ok", None, results, records)
