@@ -9,9 +9,10 @@ has been given back.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Coroutine, Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from types import CoroutineType
 from typing import Any
@@ -24,7 +25,7 @@ from ._call_outcome import call_user, fail_call, parse_response
 from ._plan import Node
 from ._redact import redact_mapping, redact_url, scrub_values
 from ._template import Context, render
-from .breaker import BreakerStore, CircuitBreaker
+from .breaker import BreakerOutcome, BreakerStore, CircuitBreaker
 from .cache import Cache, SingleFlight, default_cache_key
 from .endpoint import BODY_METHODS, APIEndpoint
 from .errors import (
@@ -177,13 +178,21 @@ async def _fetch_cached(
     """Answer from the cache, or fetch once for all identical concurrent misses.
 
     A response is cached only once it has parsed, so a malformed 2xx is never served from
-    the cache; followers of a leader whose response did not parse fetch on their own.
+    the cache; followers of a leader whose response did not parse fetch on their own. The
+    backend's get and set may return awaitables (Redis); a `Response` is never one, so the
+    in-memory hit pays one isinstance check.
     """
     ep = node.endpoint
     assert svc.cache is not None
     key = _cache_key(node, svc, request)
     while True:
         cached = svc.cache.get(ep.name, key)
+        if (
+            cached is not None
+            and not isinstance(cached, _http.Response)
+            and inspect.isawaitable(cached)
+        ):
+            cached = await cached
         if cached is not None:
             result = parse_response(ep, cached)
             record.result = await result if isinstance(result, CoroutineType) else result
@@ -198,7 +207,9 @@ async def _fetch_cached(
             response = await _send(ep, record, svc, request, slots, deadline)
             result = parse_response(ep, response)
             record.result = await result if isinstance(result, CoroutineType) else result
-            svc.cache.set(ep.name, key, response, ttl)
+            pending = svc.cache.set(ep.name, key, response, ttl)
+            if pending is not None and inspect.isawaitable(pending):
+                await pending
             stored = response
             record.to(CallState.OK)
             return
@@ -238,7 +249,8 @@ async def _send(
     response arrives), then sends. Backing off happens outside the slot.
     """
     breaker = svc.breakers[ep.name]
-    breaker_state = breaker.before_call()
+    store = svc.breaker_store
+    breaker_state = breaker.before_call() if store is None else await store.before_call(breaker)
     categories = svc.categories.get(ep.name)
     session = svc.session
     assert session is not None
@@ -279,7 +291,10 @@ async def _send(
                 if svc.log_responses:
                     _log_response(ep, response, _monotonic() - (attempt.sent_at or 0.0), svc)
                 if 200 <= response.status < 300:
-                    breaker.record_success()
+                    if store is None:
+                        breaker.record_success()
+                    else:
+                        await store.record(breaker, "success")
                     return response
             error = _attempt_error(ep, svc, attempt, response, error)
             delay = _retry_delay(svc.policies[ep.name], attempt, response, deadline)
@@ -288,7 +303,9 @@ async def _send(
             record.to(CallState.BACKING_OFF)
             await asyncio.sleep(delay)
     except BaseException as exc:
-        _tell_breaker(breaker, exc)
+        told = _tell_breaker(breaker, exc, store)
+        if told is not None:
+            await told
         raise
 
 
@@ -333,21 +350,42 @@ def _retry_delay(
     return decision.delay if decision.retry else None
 
 
-def _tell_breaker(breaker: CircuitBreaker, exc: BaseException) -> None:
-    """The breaker hears once per call, after its retries.
+def _tell_breaker(
+    breaker: CircuitBreaker, exc: BaseException, store: BreakerStore | None = None
+) -> Coroutine[Any, Any, None] | None:
+    """The breaker hears once per call, after its retries; returns the store's write to await.
 
     5xx, 429, transport errors and timeouts count against it; any other 4xx means the
     service answered, so it counts as healthy; a cancelled call says nothing either way.
+    With a store, a cancelled call is recorded in the background, never awaited here: a
+    Redis error raised in that await would replace (swallow) the CancelledError, and a
+    slow Redis would hold the cancellation up.
     """
+    outcome: BreakerOutcome
     if isinstance(exc, (TransportError, CallTimeout)):
-        breaker.record_failure()
+        outcome = "failure"
     elif isinstance(exc, HTTPStatusError):
-        if exc.status >= 500 or exc.status == 429:
-            breaker.record_failure()
-        else:
-            breaker.record_success()
+        outcome = "failure" if exc.status >= 500 or exc.status == 429 else "success"
+    else:
+        outcome = "ignored"
+    if store is not None:
+        if outcome != "ignored":
+            return store.record(breaker, outcome)
+        breaker.record_ignored()
+        task = asyncio.ensure_future(store.record(breaker, outcome))
+        _BREAKER_WRITES.add(task)
+        task.add_done_callback(_BREAKER_WRITES.discard)
+    elif outcome == "failure":
+        breaker.record_failure()
+    elif outcome == "success":
+        breaker.record_success()
     else:
         breaker.record_ignored()
+    return None
+
+
+#: Background breaker-store writes of cancelled calls, kept so they are not collected.
+_BREAKER_WRITES: set[asyncio.Future[None]] = set()
 
 
 def _log_request(ep: APIEndpoint, request: Request, svc: Services) -> None:

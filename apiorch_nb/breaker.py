@@ -128,6 +128,18 @@ class CircuitBreaker:
     def reset(self) -> None:
         self.record_success()
 
+    def _adopt(self, state: BreakerState, failures: int, open_for: float, probe_out: bool) -> None:
+        """Take the shared state a `BreakerStore` just read; `open_for`: seconds still open.
+
+        Keeps ``state``, ``failure_count`` and the run records in step with the other
+        processes; an adopted open state turns half-open on this breaker's own clock.
+        """
+        self._state = state
+        self._failures = failures
+        self._probe_out = probe_out
+        if state is BreakerState.OPEN:
+            self._opened_at = self._clock() - max(0.0, self.timeout - open_for)
+
     async def call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call `func(*args, **kwargs)` through the breaker; awaits it if it is async.
 

@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from ..breaker import BreakerStore
     from ..cache import Cache
     from ..ratelimit import Limiter
+    from ._redis_breaker import RedisBreakerStore
+    from ._redis_cache import RedisCache
+    from ._redis_limiter import RedisRateLimiter
+    from ._redis_permit import RedisPermit
+    from ._sqlite_cache import SqliteCache
 
 
 def _scheme(url: str, what: str, allowed: tuple[str, ...]) -> str:
@@ -38,6 +43,10 @@ def _scheme(url: str, what: str, allowed: tuple[str, ...]) -> str:
 def cache_from_url(url: str) -> Cache:
     """``memory``, ``sqlite:///path`` or ``redis://...``: the cache backend it names.
 
+    ``sqlite:///cache/api.db`` is relative to the current directory and
+    ``sqlite:////tmp/api.db`` absolute (see `SqliteCache.from_url`); in
+    ``redis://host:6379/0?prefix=myproj`` the ``prefix`` starts every key (see `RedisCache`).
+
     Raises:
         ConfigError: an unknown scheme or a malformed URL.
     """
@@ -46,11 +55,20 @@ def cache_from_url(url: str) -> Cache:
         from ..cache import MemoryCache
 
         return MemoryCache()
-    raise ConfigError(f"cache: {scheme}:// is not implemented yet")  # filled in below
+    if scheme == "sqlite":
+        from ._sqlite_cache import SqliteCache
+
+        return SqliteCache.from_url(url)
+    from ._redis_cache import RedisCache
+
+    return RedisCache(url)
 
 
 def limiter_from_url(url: str) -> Limiter:
     """``memory`` or ``redis://...``: the rate limiter backend it names.
+
+    In ``redis://host:6379/0?prefix=myproj`` the ``prefix`` starts every key (see
+    `RedisRateLimiter`); every process using the same Redis and prefix shares each limit.
 
     Raises:
         ConfigError: an unknown scheme or a malformed URL.
@@ -60,11 +78,16 @@ def limiter_from_url(url: str) -> Limiter:
         from ..ratelimit import InMemoryRateLimiter
 
         return InMemoryRateLimiter()
-    raise ConfigError(f"limiter: {scheme}:// is not implemented yet")
+    from ._redis_limiter import RedisRateLimiter
+
+    return RedisRateLimiter(url)
 
 
 def breaker_store_from_url(url: str) -> BreakerStore | None:
     """``memory`` (None: each orchestrator keeps its own) or ``redis://...``.
+
+    With Redis, every process using it (and the same ``?prefix=``) shares one circuit per
+    endpoint name (see `RedisBreakerStore`).
 
     Raises:
         ConfigError: an unknown scheme or a malformed URL.
@@ -72,7 +95,36 @@ def breaker_store_from_url(url: str) -> BreakerStore | None:
     scheme = _scheme(url, "breakers", ("memory", "redis", "rediss"))
     if scheme == "memory":
         return None
-    raise ConfigError(f"breakers: {scheme}:// is not implemented yet")
+    from ._redis_breaker import RedisBreakerStore
+
+    return RedisBreakerStore(url)
 
 
-__all__ = ["breaker_store_from_url", "cache_from_url", "limiter_from_url"]
+__all__ = [
+    "RedisBreakerStore",
+    "RedisCache",
+    "RedisPermit",
+    "RedisRateLimiter",
+    "SqliteCache",
+    "breaker_store_from_url",
+    "cache_from_url",
+    "limiter_from_url",
+]
+
+_LAZY = {
+    "RedisBreakerStore": "._redis_breaker",
+    "RedisCache": "._redis_cache",
+    "RedisPermit": "._redis_permit",
+    "RedisRateLimiter": "._redis_limiter",
+    "SqliteCache": "._sqlite_cache",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Import a backend class on first use, so `import apiorch_nb` loads no sqlite3."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module, __name__), name)
