@@ -48,6 +48,8 @@ class RowOutcome:
     error: str | None = None
     results: dict[str, Any] = field(default_factory=dict)
     records: dict[str, CallRecord] = field(default_factory=dict)
+    #: The field values, when they were computed elsewhere (a Dask worker sends only these).
+    values: list[Any] | None = None
 
 
 def compile_fields(fields: FieldsSpec, endpoints: Sequence[str]) -> list[tuple[str, FieldGetter]]:
@@ -168,6 +170,8 @@ class MapRun:
         """The frame's cells for one row: each field, then status and error."""
         if outcome is None:
             return [None] * len(self.fields) + ["pending", None]
+        if outcome.values is not None:
+            return [*outcome.values, outcome.status, outcome.error]
         results = outcome.results
         return [get(results) for _, get in self.fields] + [outcome.status, outcome.error]
 

@@ -1,0 +1,261 @@
+"""`map` over a Dask cluster: the rows go to the workers in chunks, each runs this engine.
+
+Every task rebuilds the orchestrator from its config and the backend URLs it was made
+with (``limiter="redis://..."`` and friends), runs ``map`` over its chunk on a fresh event
+loop in the worker's thread, and sends back only each row's field values, status and
+error. Rate limits hold across the cluster only through a shared limiter, so a map with
+limits and an in-process limiter is refused rather than silently multiplying the limit by
+the number of workers. ``max_concurrent`` is shared out among the cluster's threads, so
+the whole cluster never has more calls in flight than it says.
+
+The kernel's loop never blocks on Dask: completion arrives through future callbacks
+(from Dask's own thread, handed over with ``call_soon_threadsafe``). A chunk that has not
+come back when the map is interrupted or times out is cancelled on the cluster and its
+rows are recorded as ``cancelled``; everything that came back is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._rows import is_dask_frame, plain, table_rows
+from .enrich import FieldsSpec, MapRun, RowOutcome, compile_fields
+from .errors import ConfigError, MapTimeout
+from .progress import Watch
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .config import APIOrchestrationConfig
+    from .orchestrator import APIOrchestrator
+
+#: Chunks per cluster thread: enough that a slow chunk does not leave threads idle at the
+#: end, few enough that per-task overhead (an orchestrator and a loop each) stays small.
+CHUNKS_PER_THREAD = 4
+#: Workers of the cluster ``client="local"`` starts (one thread each).
+LOCAL_WORKERS = min(4, os.cpu_count() or 1)
+
+RowResult = tuple[str, "str | None", list[Any]]
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs to rebuild the orchestrator; pickled with the task."""
+
+    config: APIOrchestrationConfig
+    backend_urls: Mapping[str, str]
+    secrets: Mapping[str, str]
+    fields: FieldsSpec
+    max_concurrent: int
+
+
+def run_chunk(spec: WorkerSpec, inputs: Sequence[Mapping[str, Any]]) -> list[RowResult]:
+    """On a worker: map `inputs` on a fresh loop; return (status, error, values) per row."""
+    from .orchestrator import APIOrchestrator
+
+    async def go() -> list[RowResult]:
+        orchestrator = APIOrchestrator(spec.config, **spec.backend_urls, secrets=spec.secrets)
+        async with orchestrator:
+            await orchestrator.map(
+                list(inputs), fields=spec.fields, max_concurrent=spec.max_concurrent, observer=None
+            )
+        mrun = orchestrator.last_map
+        assert mrun is not None
+        width = len(mrun.fields)
+        return [
+            (o.status, o.error, mrun.row_values(o)[:width])
+            if o is not None
+            else ("pending", None, [])
+            for o in mrun.outcomes
+        ]
+
+    return asyncio.run(go())
+
+
+def run_partition(spec: WorkerSpec, part: pd.DataFrame) -> list[RowResult]:
+    """On a worker: `run_chunk` over one partition of a Dask DataFrame."""
+    _, inputs, _ = table_rows(part)
+    return run_chunk(spec, inputs)
+
+
+async def map_on_dask(
+    orchestrator: APIOrchestrator,
+    rows: Any,
+    *,
+    client: Any,
+    fields: FieldsSpec,
+    max_concurrent: int,
+    timeout: float | None,
+    observer: Any,
+) -> pd.DataFrame:
+    """`APIOrchestrator.map` with a Dask `client` (or ``"local"``) or a Dask DataFrame.
+
+    Raises:
+        ConfigError: limits that would not hold across workers, or a client that is not one.
+        MapTimeout: `timeout` passed; ``.map_run`` holds every row.
+    """
+    from .orchestrator import run_until
+
+    _check_shareable(orchestrator)
+    names = [ep.name for ep in orchestrator.config.endpoints]
+    compiled = compile_fields(fields, names)  # refuse bad fields here, not on every worker
+    cluster = None
+    if client is None or client == "local":
+        client, cluster = await asyncio.to_thread(_local_client)
+    elif not callable(getattr(client, "submit", None)):
+        raise ConfigError(
+            f"map: client must be a dask.distributed Client or 'local', got {client!r}"
+        )
+    try:
+        threads = max(1, sum(client.nthreads().values()))
+        spec = WorkerSpec(
+            orchestrator.config,
+            dict(orchestrator.backend_urls),
+            dict(orchestrator._secrets),
+            fields,
+            max(1, max_concurrent // threads),
+        )
+        if is_dask_frame(rows):
+            mrun, chunks = await asyncio.to_thread(_frame_chunks, rows, compiled, spec)
+        else:
+            index, inputs, index_names = table_rows(rows)
+            mrun = MapRun(index, inputs, compiled, index_names=index_names)
+            chunks = _list_chunks(len(inputs), threads * CHUNKS_PER_THREAD)
+        orchestrator.last_map = mrun
+        watch = Watch(observer, mrun) if observer is not None else None
+        notify = watch.notify if watch is not None else _ignore
+        notify("map_started", mrun)
+        work = _gather(client, spec, mrun, chunks, notify)
+        try:
+            await run_until(work, timeout, lambda: MapTimeout(timeout or 0.0, mrun))
+        except BaseException as exc:
+            mrun.error = exc
+            raise
+        finally:
+            mrun.finished = True
+            mrun.ended_at = max(mrun.ended_at, mrun.started_at)
+            notify("map_finished", mrun)
+        return mrun.frame()
+    finally:
+        if cluster is not None:
+            await asyncio.to_thread(_close, client, cluster)
+
+
+async def _gather(
+    client: Any,
+    spec: WorkerSpec,
+    mrun: MapRun,
+    chunks: list[tuple[int, int, Any]],
+    notify: Callable[..., None],
+) -> None:
+    """Submit every chunk, file each as it comes back; on cancel, cancel what is left."""
+    loop = asyncio.get_running_loop()
+    futures = []
+    for start, stop, part in chunks:
+        if part is None:
+            future = client.submit(run_chunk, spec, mrun.inputs[start:stop], pure=False)
+        else:
+            future = client.compute(_delayed(run_partition)(spec, part))
+        futures.append(future)
+    waiters = [_arrival(loop, f, i) for i, f in enumerate(futures)]
+    pending = set(range(len(futures)))
+    try:
+        for arrived in asyncio.as_completed(waiters):
+            i = await arrived
+            pending.discard(i)
+            start, stop, _ = chunks[i]
+            results = await asyncio.to_thread(futures[i].result)
+            for offset, (status, error, values) in enumerate(results):
+                mrun.record(start + offset, RowOutcome(status, error, values=values))
+                notify("row_finished", mrun, start + offset)
+    except BaseException:
+        client.cancel([futures[i] for i in pending])
+        for i in pending:
+            start, stop, _ = chunks[i]
+            for position in range(start, stop):
+                mrun.record(position, RowOutcome("cancelled", "its Dask task did not come back"))
+        raise
+
+
+def _arrival(loop: asyncio.AbstractEventLoop, future: Any, index: int) -> asyncio.Future[int]:
+    """An asyncio future resolved with `index` when the Dask future finishes; Dask calls
+    back from its own thread, so the result is handed to the loop thread-safely."""
+    done: asyncio.Future[int] = loop.create_future()
+    future.add_done_callback(lambda _: loop.call_soon_threadsafe(_settle, done, index))
+    return done
+
+
+def _settle(done: asyncio.Future[int], index: int) -> None:
+    if not done.done():
+        done.set_result(index)
+
+
+def _list_chunks(n: int, count: int) -> list[tuple[int, int, Any]]:
+    size = max(1, math.ceil(n / max(1, count)))
+    return [(start, min(n, start + size), None) for start in range(0, n, size)]
+
+
+def _frame_chunks(
+    ddf: Any, compiled: list[tuple[str, Callable[..., Any]]], spec: WorkerSpec
+) -> tuple[MapRun, list[tuple[int, int, Any]]]:
+    """The record for a Dask DataFrame (its index is computed; rows stay on the cluster)
+    and one chunk per partition."""
+    index = ddf.index.compute()
+    lengths = ddf.map_partitions(len).compute()
+    labels = [plain(v) if not isinstance(v, tuple) else v for v in index]
+    mrun = MapRun(labels, [{}] * len(labels), compiled, index_names=list(index.names))
+    chunks, start = [], 0
+    for length, part in zip(lengths, ddf.to_delayed(), strict=True):
+        chunks.append((start, start + int(length), part))
+        start += int(length)
+    return mrun, chunks
+
+
+def _delayed(func: Callable[..., Any]) -> Callable[..., Any]:
+    import dask
+
+    return dask.delayed(func, pure=False)  # type: ignore[no-any-return]
+
+
+def _check_shareable(orchestrator: APIOrchestrator) -> None:
+    """Refuse limits that each worker would enforce on its own."""
+    cfg = orchestrator.config
+    limited = [ep.name for ep in cfg.endpoints if ep.rate_limit or ep.burst_limit]
+    if cfg.global_rate_limit:
+        limited.append("global_rate_limit")
+    url = orchestrator.backend_urls.get("limiter", "")
+    if limited and not url.startswith(("redis://", "rediss://")):
+        raise ConfigError(
+            f"map over Dask: {', '.join(limited)} would be limited per worker, not in total; "
+            "share the limit with APIOrchestrator(config, limiter='redis://host:6379/0')"
+        )
+
+
+def _local_client() -> tuple[Any, Any]:
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=LOCAL_WORKERS,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        # No dashboard; its HTTP server (health, metrics) on a free loopback port, not on
+        # 8787, which another cluster (or a second map) may hold.
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+    )
+    return Client(cluster), cluster
+
+
+def _close(client: Any, cluster: Any) -> None:
+    client.close()
+    cluster.close()
+
+
+def _ignore(*_: Any) -> None:
+    pass
