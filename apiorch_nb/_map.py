@@ -61,7 +61,9 @@ async def run_rows(
             if on_row is not None:
                 on_row(position)
 
-    workers = [asyncio.ensure_future(worker()) for _ in range(max_concurrent)]
+    # No more workers than rows, but the slots stay max_concurrent: a row's own fan-out
+    # may use several at once.
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(max_concurrent, len(inputs)))]
     try:
         await asyncio.gather(*workers)
     except BaseException:
@@ -84,16 +86,22 @@ def _outcome(
     if cancelled:
         return RowOutcome("cancelled", None, results, records)
     if isinstance(abort, ConfigError):
-        return RowOutcome("failed", hide(str(abort)), results, records)
+        return RowOutcome("failed", _one_line(hide(str(abort))), results, records)
     failed = next((r for r in records.values() if r._states[-1] in _FAILED and not r.rescued), None)
     if failed is not None:
         reason = getattr(failed.error, "reason", None) or str(failed.error)
-        return RowOutcome("failed", hide(f"{failed.endpoint}: {reason}"), results, records)
+        error = _one_line(hide(f"{failed.endpoint}: {reason}"))
+        return RowOutcome("failed", error, results, records)
     if abort is not None:
-        return RowOutcome("failed", hide(str(abort)), results, records)
+        return RowOutcome("failed", _one_line(hide(str(abort))), results, records)
     states = [r._states[-1] for r in records.values()]
     if CallState.CACHED in states and all(
         s is CallState.CACHED or s is CallState.SKIPPED for s in states
     ):
         return RowOutcome("cached", None, results, records)
     return RowOutcome("ok", None, results, records)
+
+
+def _one_line(text: str) -> str:
+    """`text` on one line for a frame cell: error bodies may be multi-line HTML."""
+    return " ".join(text.split())

@@ -310,7 +310,7 @@ class APIOrchestrator:
             self,
             mrun,
             iter(range(len(inputs))),
-            max_concurrent=min(concurrency, len(inputs)) or 1,
+            max_concurrent=concurrency,
             on_row=on_row,
         )
         try:
