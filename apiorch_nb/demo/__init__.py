@@ -9,6 +9,7 @@ the server actually received, and when.
 from __future__ import annotations
 
 from ._log import Headers, RequestLog, RequestRecord, max_in_window
+from ._redis import LocalRedis
 from ._server import DemoServer
 from ._state import LimitViolation
 
@@ -16,6 +17,7 @@ __all__ = [
     "DemoServer",
     "Headers",
     "LimitViolation",
+    "LocalRedis",
     "RequestLog",
     "RequestRecord",
     "max_in_window",
