@@ -340,7 +340,9 @@ def dag_view(run: Run) -> DagView:
 
     One node per endpoint, labelled with its name, outcome, status and time; data edges
     are solid, order edges dotted. Node ids are ``n0``, ``n1``, ... in endpoint order, so
-    any endpoint name is safe; labels escape what mermaid would read as syntax.
+    any endpoint name is safe; labels escape what mermaid would read as syntax, after the
+    run's secret values are scrubbed from them (escaped first, a secret holding ``"`` or
+    ``<`` would no longer match its value).
     """
     lines = endpoint_lines(run)
     ids = {line.endpoint: f"n{i}" for i, line in enumerate(lines)}
@@ -348,7 +350,8 @@ def dag_view(run: Run) -> DagView:
     out = ["flowchart LR"]
     for line in lines:
         state = " · ".join(part for part in (line.label, line.detail()) if part)
-        label = f"{_mermaid_escape(line.endpoint)}<br/>{_mermaid_escape(state)}"
+        name, state = run._hide(line.endpoint), run._hide(state)
+        label = f"{_mermaid_escape(name)}<br/>{_mermaid_escape(state)}"
         out.append(f'    {ids[line.endpoint]}["{label}"]')
     for a, b, kind in edges:
         out.append(f"    {ids[a]} {'-->' if kind == 'data' else '-.->'} {ids[b]}")
@@ -360,7 +363,7 @@ def dag_view(run: Run) -> DagView:
     for outcome in _MERMAID_CLASSES:
         if outcome in members:
             out.append(f"    class {','.join(members[outcome])} {outcome}")
-    return DagView(mermaid=run._hide("\n".join(out)), text=run._hide(_dag_text(run, edges)))
+    return DagView(mermaid="\n".join(out), text=run._hide(_dag_text(run, edges)))
 
 
 def _dag_text(run: Run, edges: list[tuple[str, str, str]]) -> str:

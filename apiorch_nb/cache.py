@@ -29,6 +29,10 @@ class Cache(Protocol):
     server (`apiorch_nb.backends.RedisCache`); the engine awaits what they return, and a
     synchronous backend (`MemoryCache`, `apiorch_nb.backends.SqliteCache`) costs nothing
     extra. `clear` is synchronous, like ``clear_cache()``.
+
+    The engine lets a backend's errors fail the call: a backend whose store can fail absorbs
+    its own failures, as the persistent ones do (a failed get is a miss, a failed set is
+    skipped; see `apiorch_nb.backends`).
     """
 
     def get(self, namespace: str, key: Hashable) -> Any | None: ...

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import ExitStack, closing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ from apiorch_nb import (
 )
 from apiorch_nb._http import Response
 from apiorch_nb.backends import RedisCache, SqliteCache, cache_from_url
+from apiorch_nb.backends._best_effort import BestEffort
 from apiorch_nb.backends._codec import decode_response, encode_response, storage_key
 from apiorch_nb.cache import default_cache_key
 from apiorch_nb.demo import DemoServer
@@ -307,24 +311,33 @@ def test_sqlite_expiry_is_wall_clock_and_expired_rows_are_swept(tmp_path: Path) 
     cache.close()
 
 
-def test_sqlite_cache_is_shared_by_threads(tmp_path: Path) -> None:
-    cache = SqliteCache(tmp_path / "threads.db")
+def in_threads(work: Callable[[int], object], n: int) -> None:
+    """Run ``work(0)``, ..., ``work(n - 1)`` in `n` threads at once; fail on any error."""
     errors: list[BaseException] = []
 
-    def work(n: int) -> None:
+    def run(i: int) -> None:
         try:
-            for i in range(100):
-                cache.set("t", (n, i), response(str(i).encode()), ttl=60)
-                assert cache.get("t", (n, i)).body == str(i).encode()  # type: ignore[union-attr]
+            work(i)
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_sqlite_cache_is_shared_by_threads(tmp_path: Path) -> None:
+    cache = SqliteCache(tmp_path / "threads.db")
+
+    def work(n: int) -> None:
+        for i in range(100):
+            cache.set("t", (n, i), response(str(i).encode()), ttl=60)
+            assert cache.get("t", (n, i)).body == str(i).encode()  # type: ignore[union-attr]
+
+    in_threads(work, 6)
     assert len(cache) == 600
     cache.close()
 
@@ -420,7 +433,6 @@ def test_one_orchestrator_runs_on_several_event_loops_in_turn(
 
 def test_redis_cache_serves_two_loops_at_once(redis_url: str) -> None:
     cache = RedisCache(redis_url)
-    errors: list[BaseException] = []
 
     async def work(n: int) -> None:
         for i in range(50):
@@ -428,18 +440,7 @@ def test_redis_cache_serves_two_loops_at_once(redis_url: str) -> None:
             got = await cache.get("t", (n, i))
             assert got is not None and got.body == str(i).encode()
 
-    def in_thread(n: int) -> None:
-        try:
-            asyncio.run(work(n))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=in_thread, args=(n,)) for n in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    in_threads(lambda n: asyncio.run(work(n)), 3)  # each thread runs its own loop
     assert len(stored_blobs(redis_url)) == 150
 
 
@@ -449,6 +450,90 @@ async def test_more_concurrent_lookups_than_connections_wait_for_one(redis_url: 
     found = await asyncio.gather(*(cache.get("n", "k") for _ in range(200)))
     assert all(r is not None and r.json() == {"a": 1} for r in found)
     await cache.aclose()
+
+
+# -- a failing backend: hits are lost, calls never -------------------------------------------
+
+
+@dataclass
+class Failing:
+    url: str  #: the cache URL
+    shown: str  #: how warnings name the backend
+    fail: Callable[[], None]  #: breaks the store under the cache
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def failing(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Failing]:
+    """A cache of its own that `fail()` breaks: a sqlite table dropped, a Redis stopped."""
+    if request.param == "sqlite":
+        path = tmp_path / "failing.db"
+
+        def drop_table() -> None:
+            with closing(sqlite3.connect(path)) as conn:
+                conn.execute("DROP TABLE apiorch_cache")
+
+        yield Failing(f"sqlite:///{path}", repr(str(path)), drop_table)
+        return
+    from _redis_server import running_redis
+
+    with ExitStack() as server:  # a server of its own, stopped by leaving its context
+        url = server.enter_context(running_redis(tmp_path))
+        yield Failing(url + "?prefix=f", f"{url!r} (prefix 'f')", server.close)
+
+
+async def test_a_failing_cache_costs_its_hits_never_the_calls(
+    demo: DemoServer, failing: Failing, caplog: pytest.LogCaptureFixture
+) -> None:
+    eps = [endpoint(f"u{i}", f"{demo.url}/users/{i}") for i in range(1, 6)]
+    async with orchestrator(failing.url, *eps) as o:
+        first = await o.execute()
+        assert await o.execute() == first
+        assert demo.count(prefix="/users/") == 5  # the second run came from the cache
+        failing.fail()
+        with caplog.at_level(logging.WARNING, logger="apiorch_nb"):
+            for _ in range(4):
+                assert await o.execute() == first
+                assert o.last_run is not None
+                assert {r.state for r in o.last_run.records.values()} == {CallState.OK}
+    assert demo.count(prefix="/users/") == 5 * 5  # every call after the failure was sent
+    get, set_ = [r.getMessage() for r in caplog.records]  # 20 failed gets, 20 failed sets
+    assert get.startswith(f"cache {failing.shown}: get failed; counted as a miss (")
+    assert set_.startswith(f"cache {failing.shown}: set failed; the response was not stored (")
+
+
+def test_cache_failures_are_logged_at_most_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    guard = BestEffort("cache 'x'", "get failed; counted as a miss", (OSError,), clock=clock)
+    with caplog.at_level(logging.WARNING, logger="apiorch_nb"):
+        for _ in range(10_000):
+            with guard:
+                raise ConnectionRefusedError("down")
+        clock.now += 60
+        with guard:
+            raise OSError("still down")
+        with pytest.raises(KeyError), guard:
+            raise KeyError("a bug is not a backend failure")
+    tail = "; the call went on without the cache. Logged at most every 60 s."
+    assert [r.getMessage() for r in caplog.records] == [
+        "cache 'x': get failed; counted as a miss (ConnectionRefusedError: down)" + tail,
+        "cache 'x': get failed; counted as a miss (OSError: still down) "
+        "(9999 more since the last warning)" + tail,
+    ]
+
+
+async def test_a_redis_cache_warning_never_shows_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens once the socket closes
+    cache = RedisCache(f"redis://:hunter2@127.0.0.1:{port}/0?prefix=p")
+    with caplog.at_level(logging.WARNING, logger="apiorch_nb"):
+        assert await cache.get("n", "k") is None
+        await cache.set("n", "k", response(), ttl=60)
+    await cache.aclose()
+    assert len(caplog.records) == 2 and "hunter2" not in caplog.text
+    assert f"cache 'redis://[REDACTED]@127.0.0.1:{port}/0' (prefix 'p'): get failed" in caplog.text
 
 
 # -- URLs and imports ---------------------------------------------------------------------------

@@ -14,7 +14,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,19 @@ def orchestrator(*endpoints: APIEndpoint, **options: Any) -> APIOrchestrator:
 def endpoint(name: str, url: str, **kwargs: Any) -> APIEndpoint:
     kwargs.setdefault("retry_count", 0)
     return APIEndpoint(name, url, **kwargs)
+
+
+@asynccontextmanager
+async def sharing_a_circuit(
+    redis_url: str, threshold: int, timeout: float, *endpoints: APIEndpoint
+) -> AsyncIterator[list[APIOrchestrator]]:
+    """One orchestrator per endpoint (one kernel each, say), their breakers kept in Redis."""
+    options = {"circuit_breaker_threshold": threshold, "circuit_breaker_timeout": timeout}
+    async with AsyncExitStack() as stack:
+        yield [
+            await stack.enter_async_context(orchestrator(ep, breakers=redis_url, **options))
+            for ep in endpoints
+        ]
 
 
 # -- the key test: three OS processes, one limit --------------------------------------------
@@ -192,6 +206,17 @@ async def test_keys_are_namespaced_by_the_url_prefix(redis_url: str, store: redi
     with pytest.raises(ConfigError, match="not a valid redis URL"):
         RedisRateLimiter(redis_url + "?no_such_option=1")
     await closing(limiter)
+
+
+async def test_more_concurrent_settles_than_connections_wait_for_one(redis_url: str) -> None:
+    limiter = RedisRateLimiter(redis_url + "?max_connections=4")  # a pool option in the URL
+    limiter.configure("api", [RateLimit(1000, 10.0)])
+    permits = [await limiter.acquire_permit(["api"]) for _ in range(200)]
+    for permit in permits:
+        permit.settle()  # 200 writes in flight at once, queued on 4 connections
+    await closing(limiter)  # waits for them
+    status = limiter.get_status("api")
+    assert status.pending == 0 and status.rates[0].used == 200
 
 
 async def test_try_acquire_get_status_and_reset_see_every_process(redis_url: str) -> None:
@@ -420,11 +445,7 @@ async def test_failures_in_one_orchestrator_open_the_circuit_for_another(
     demo: DemoServer, redis_url: str, store: redis.Redis
 ) -> None:
     ep = endpoint("svc", f"{demo.url}/status/503")
-    options = {"circuit_breaker_threshold": 3, "circuit_breaker_timeout": 60.0}
-    async with (
-        orchestrator(ep, breakers=redis_url, **options) as one,
-        orchestrator(ep, breakers=redis_url, **options) as two,
-    ):
+    async with sharing_a_circuit(redis_url, 3, 60.0, ep, ep) as (one, two):
         await one.execute()
         await two.execute()
         assert two.breakers["svc"].failure_count == 2  # both counted into one circuit
@@ -444,11 +465,7 @@ async def test_half_open_lets_exactly_one_probe_through_across_orchestrators(
     demo: DemoServer, redis_url: str
 ) -> None:
     ep = endpoint("svc", f"{demo.url}/flaky/p?fail=2")  # the third request succeeds
-    options = {"circuit_breaker_threshold": 2, "circuit_breaker_timeout": 0.3}
-    async with (
-        orchestrator(ep, breakers=redis_url, **options) as one,
-        orchestrator(ep, breakers=redis_url, **options) as two,
-    ):
+    async with sharing_a_circuit(redis_url, 2, 0.3, ep, ep) as (one, two):
         await one.execute()
         await two.execute()
         assert demo.count("/flaky/p") == 2
@@ -472,11 +489,7 @@ async def test_a_failed_probe_reopens_the_circuit_for_everyone(
     demo: DemoServer, redis_url: str
 ) -> None:
     ep = endpoint("svc", f"{demo.url}/status/503")
-    options = {"circuit_breaker_threshold": 1, "circuit_breaker_timeout": 0.3}
-    async with (
-        orchestrator(ep, breakers=redis_url, **options) as one,
-        orchestrator(ep, breakers=redis_url, **options) as two,
-    ):
+    async with sharing_a_circuit(redis_url, 1, 0.3, ep, ep) as (one, two):
         await one.execute()
         await asyncio.sleep(0.35)
         await two.execute()  # the probe fails
@@ -490,16 +503,13 @@ async def test_a_failed_probe_reopens_the_circuit_for_everyone(
 async def test_a_cancelled_probe_hands_the_probe_back_at_once(
     demo: DemoServer, redis_url: str
 ) -> None:
-    hang = endpoint("svc", f"{demo.url}/hang", timeout=10.0)
-    options = {"circuit_breaker_threshold": 1, "circuit_breaker_timeout": 0.2}
-    async with (
-        orchestrator(
-            endpoint("svc", f"{demo.url}/status/503"), breakers=redis_url, **options
-        ) as tripper,
-        orchestrator(hang, breakers=redis_url, **options) as prober,
-        orchestrator(
-            endpoint("svc", f"{demo.url}/users/1"), breakers=redis_url, **options
-        ) as other,
+    trips = endpoint("svc", f"{demo.url}/status/503")
+    hangs = endpoint("svc", f"{demo.url}/hang", timeout=10.0)
+    answers = endpoint("svc", f"{demo.url}/users/1")
+    async with sharing_a_circuit(redis_url, 1, 0.2, trips, hangs, answers) as (
+        tripper,
+        prober,
+        other,
     ):
         await tripper.execute()
         await asyncio.sleep(0.25)

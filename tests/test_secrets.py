@@ -104,3 +104,20 @@ async def test_input_and_results_cannot_shadow_secrets(demo: DemoServer) -> None
     async with APIOrchestrator(config, secrets={"T": "real"}) as orch:
         await orch.execute({"$secrets": {"T": "fake"}})
     assert demo.requests(path="/echo")[0].query["k"] == "real"
+
+
+async def test_a_secret_holding_mermaid_syntax_is_scrubbed_from_the_dag(demo: DemoServer) -> None:
+    secret = 'p"w#1&<x>`y'  # every character the mermaid labels escape
+    name = f"login {secret}"  # a name that happens to hold the value
+    config = APIOrchestrationConfig(
+        endpoints=[APIEndpoint(name=name, url=demo.url + "/echo", params={"pw": "{$secrets.PW}"})]
+    )
+    async with APIOrchestrator(config, secrets={"PW": secret}) as orch:
+        await orch.execute()
+    assert demo.requests(path="/echo")[0].query["pw"] == secret
+    assert orch.last_run is not None
+    dag = orch.last_run.dag()
+    escaped = "p#34;w#35;1#38;#60;x#62;#96;y"  # what an unscrubbed label would show
+    assert secret not in dag.mermaid and escaped not in dag.mermaid
+    assert '    n0["login [REDACTED]<br/>ok · 200 · ' in dag.mermaid
+    assert secret not in dag.text and "login [REDACTED]" in dag.text

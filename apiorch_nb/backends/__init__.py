@@ -8,7 +8,9 @@
 
 The engine talks to these through its protocols (`apiorch_nb.cache.Cache`,
 `apiorch_nb.ratelimit.Limiter`, `apiorch_nb.breaker.BreakerStore`); the redis client is
-imported only when a ``redis://`` URL is used.
+imported only when a ``redis://`` URL is used. The persistent caches are best-effort: a
+store that fails turns a get into a miss and skips a set, with a rate-limited warning
+(`_best_effort.BestEffort`), so an outage costs hits, never calls.
 """
 
 from __future__ import annotations

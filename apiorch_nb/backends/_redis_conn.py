@@ -1,11 +1,16 @@
-"""`RedisConnector`: the redis-py clients one shared-state backend uses, per event loop.
+"""`RedisConnector`: the redis-py clients one Redis backend uses, per event loop.
 
 A ``redis.asyncio`` client belongs to the loop it first ran on, while one orchestrator may
 run on a notebook's loop, then inside ``asyncio.run`` or a Dask worker thread's loop. So
 the connector keeps one async client per running loop (weakly keyed by the loop), each
 closed when its loop shuts down, plus one lazily made synchronous client for the
-synchronous methods (``try_acquire``, ``get_status``, ``reset``, ...). The URL's
+synchronous methods (``clear``, ``try_acquire``, ``get_status``, ``reset``, ...). The URL's
 ``prefix`` query parameter is ours, so it is taken out before redis-py reads the URL.
+
+Every client sits on a blocking pool of `POOL_DEFAULTS` connections: a PARALLEL run asks
+for every cache hit at once, outside ``max_concurrent``, and redis-py's default pool fails
+past its bound (``MaxConnectionsError`` at 2,000 concurrent hits) where a blocking one
+queues the surplus on the connections it has.
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._redact import redact_url
@@ -25,15 +30,27 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript, Script
 
-#: Start of every key the shared-state backends write: ``{prefix}:rl:...``, ``{prefix}:cb:...``.
+#: Start of every key the Redis backends write: ``{prefix}:cache:...``, ``{prefix}:rl:...``,
+#: ``{prefix}:cb:...``.
 DEFAULT_PREFIX = "apiorch"
+#: Connections per client, and seconds to connect or wait for a reply, unless the URL says
+#: (``?max_connections=``, ``?socket_timeout=``, ...).
+POOL_DEFAULTS: dict[str, Any] = {
+    "max_connections": 50,
+    "socket_connect_timeout": 5.0,
+    "socket_timeout": 5.0,
+}
+#: Keys deleted per UNLINK by `RedisConnector.unlink_matching`.
+_UNLINK_BATCH = 500
 
 
 class RedisConnector:
     """The clients for one ``redis://`` URL: async per running loop, one sync.
 
+    `what` (``"cache"``, ``"limiter"``, ...) starts every error message.
+
     Raises:
-        ConfigError: a malformed URL, or redis-py is not installed.
+        ConfigError: a malformed URL or prefix, or redis-py is not installed.
     """
 
     __slots__ = ("_clients", "_lock", "_sync", "_sync_scripts", "prefix", "url", "what")
@@ -41,13 +58,13 @@ class RedisConnector:
     def __init__(self, url: str, what: str, prefix: str | None = None) -> None:
         self.what = what
         self.url, url_prefix = split_url(url, what)
+        if prefix is not None and (not isinstance(prefix, str) or not prefix):
+            raise ConfigError(f"{what}: prefix must be a non-empty string, got {prefix!r}")
         if prefix is not None and url_prefix is not None and prefix != url_prefix:
             raise ConfigError(
                 f"{what}: prefix {prefix!r} given, but the URL {redact_url(url)!r} says "
                 f"{url_prefix!r}; give one"
             )
-        if prefix is not None and (not isinstance(prefix, str) or not prefix):
-            raise ConfigError(f"{what}: prefix must be a non-empty string, got {prefix!r}")
         self.prefix = prefix or url_prefix or DEFAULT_PREFIX
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
             weakref.WeakKeyDictionary()
@@ -76,7 +93,9 @@ class RedisConnector:
         if self._sync is None:
             import redis
 
-            self._sync = redis.Redis.from_url(self.url)
+            self._sync = redis.Redis.from_pool(
+                redis.BlockingConnectionPool.from_url(self.url, **POOL_DEFAULTS)
+            )
         return self._sync
 
     def sync_script(self, lua: str) -> Script:
@@ -84,6 +103,24 @@ class RedisConnector:
         if script is None:
             script = self._sync_scripts[lua] = self.sync_client().register_script(lua)
         return script
+
+    def unlink_matching(self, pattern: str, where: Callable[[str], bool] | None = None) -> None:
+        """Delete the keys that match the SCAN `pattern` and pass `where`, in batches (sync).
+
+        Redis's KEYS would block the server on a large database; SCAN walks it in steps
+        and UNLINK frees the values in the background.
+        """
+        client = self.sync_client()
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=pattern, count=1000):
+            if where is not None and not where(key.decode()):
+                continue
+            batch.append(key)
+            if len(batch) >= _UNLINK_BATCH:
+                client.unlink(*batch)
+                batch.clear()
+        if batch:
+            client.unlink(*batch)
 
     async def aclose(self) -> None:
         """Close the running loop's client and the sync client; later calls reopen them."""
@@ -100,10 +137,10 @@ class RedisConnector:
             sync.close()
 
     async def _open(self) -> _LoopClient:
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
 
         loop = asyncio.get_running_loop()
-        client = Redis.from_url(self.url)
+        client = Redis.from_pool(BlockingConnectionPool.from_url(self.url, **POOL_DEFAULTS))
         keeper = _close_on_shutdown(client)
         entry = _LoopClient(client, keeper)
         with self._lock:
@@ -143,7 +180,7 @@ def split_url(url: str, what: str) -> tuple[str, str | None]:
     """
     shown = redact_url(url) if isinstance(url, str) else repr(url)
     try:
-        from redis.connection import Connection, parse_url
+        from redis import ConnectionPool
     except ImportError as exc:
         raise ConfigError(
             f"{what}: {shown!r} needs redis-py; install it with `pip install apiorch-nb[redis]`"
@@ -163,9 +200,10 @@ def split_url(url: str, what: str) -> tuple[str, str | None]:
     rest = urlencode([(k, v) for k, v in query if k != "prefix"])
     redis_url = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, parts.fragment))
     try:
-        kwargs = parse_url(redis_url)
-        # Building a connection object (it does not connect) checks the query's options.
-        kwargs.pop("connection_class", Connection)(**kwargs)
+        # A pool takes its own options (max_connections) out of the URL's; building it and
+        # a connection object from the rest (neither connects) checks every option.
+        pool = ConnectionPool.from_url(redis_url)
+        pool.connection_class(**pool.connection_kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{what}: {shown!r} is not a valid redis URL: {exc}") from exc
     return redis_url, prefixes[0] if prefixes else None

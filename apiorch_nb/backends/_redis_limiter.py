@@ -202,16 +202,14 @@ class RedisRateLimiter:
         Permits pending at the reset refund nothing when they are later settled.
         """
         base = f"{self.prefix}:rl:"
-        pattern = base + ("*" if category is None else f"{glob_escape(category)}:*")
-        client = self._redis.sync_client()
-        doomed = []
-        for raw in client.scan_iter(match=pattern, count=1000):
-            key = raw.decode()
+        if category is None:
+            self._redis.unlink_matching(base + "*")
+        else:
             # category "a" must not take "a:b"'s keys: after the category only the rate stays
-            if category is None or ":" not in key[len(base) + len(category) + 1 :]:
-                doomed.append(key)
-        for i in range(0, len(doomed), 500):
-            client.unlink(*doomed[i : i + 500])
+            rest = len(base) + len(category) + 1
+            self._redis.unlink_matching(
+                f"{base}{glob_escape(category)}:*", where=lambda key: ":" not in key[rest:]
+            )
         self._wake(None if category is None else (category,))
 
     def configure(self, category: str, rates: Sequence[RateLimit]) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from .._http import Response
 from ..errors import ConfigError
+from ._best_effort import cache_guards
 from ._codec import decode_response, encode_response, storage_key
 
 #: Seconds a write waits for another process's write to finish before it fails.
@@ -49,6 +50,10 @@ class SqliteCache:
     Calls are synchronous: a read of a local file costs microseconds, less than handing it
     to a thread would.
 
+    The cache is best-effort: if the file fails (locked past the busy timeout, disk full,
+    damaged), a get counts as a miss and a set is skipped, so the call still reaches its
+    API; a warning is logged at most once a minute (see `BestEffort`). `clear` still raises.
+
     Keys are stored as `storage_key` strings; values must be `Response` objects, stored
     without their ``Set-Cookie`` headers.
 
@@ -65,6 +70,9 @@ class SqliteCache:
         self._connections: list[tuple[int, threading.Thread, sqlite3.Connection]] = []
         weakref.finalize(self, _close_all, self._connections)
         self._next_purge = 0.0
+        self._get_guard, self._set_guard = cache_guards(
+            f"cache {str(self.path)!r}", (sqlite3.Error,)
+        )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._connection()  # fail here, not on the first call, for a bad path
@@ -125,22 +133,25 @@ class SqliteCache:
         return conn
 
     def get(self, namespace: str, key: Hashable) -> Response | None:
-        row = (
-            self._connection()
-            .execute(_GET, (namespace, storage_key(key), self._clock()))
-            .fetchone()
-        )
-        return decode_response(row[0]) if row is not None else None
+        with self._get_guard:
+            row = (
+                self._connection()
+                .execute(_GET, (namespace, storage_key(key), self._clock()))
+                .fetchone()
+            )
+            return decode_response(row[0]) if row is not None else None
+        return None
 
     def set(self, namespace: str, key: Hashable, value: Any, ttl: float) -> None:
         if not isinstance(value, Response):
             raise TypeError(f"SqliteCache stores Response objects, got {type(value).__name__}")
         now = self._clock()
-        conn = self._connection()
-        conn.execute(_SET, (namespace, storage_key(key), now + ttl, encode_response(value)))
-        if now >= self._next_purge:
-            self._next_purge = now + PURGE_INTERVAL_S
-            conn.execute(_PURGE, (now,))
+        with self._set_guard:
+            conn = self._connection()
+            conn.execute(_SET, (namespace, storage_key(key), now + ttl, encode_response(value)))
+            if now >= self._next_purge:
+                self._next_purge = now + PURGE_INTERVAL_S
+                conn.execute(_PURGE, (now,))
 
     def clear(self, namespace: str | None = None) -> None:
         conn = self._connection()
