@@ -38,6 +38,12 @@ class CellOptions:
     quiet: bool = False
     file: str | None = None
     store_as: str | None = None
+    over_var: str | None = None  # --over: map the graph over this variable's rows
+    fields: dict[str, str] | None = None  # --fields: column -> result path
+    map_timeout: float | None = None  # seconds for the whole map
+    cache_url: str = "memory"
+    cache_given: bool = False  # --cache was on the line (not only a %config default)
+    limiter_url: str = "memory"
 
 
 def split_store_target(line: str) -> tuple[str, str | None]:
@@ -47,6 +53,34 @@ def split_store_target(line: str) -> tuple[str, str | None]:
         return line, None
     rest = (line[: match.start()] + " " + line[match.end() :]).strip()
     return rest, match.group(1)
+
+
+def parse_fields(text: str) -> dict[str, str]:
+    """``"user.name, city=user.address.city"`` -> ``{"user.name": "user.name", "city": ...}``.
+
+    Each comma-separated item is a result path (the column is named after it) or
+    ``column=path``; the order is the frame's column order.
+
+    Raises:
+        ConfigError: an empty item, column or path, or a column named twice.
+    """
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]  # IPython's magic_arguments keeps the quotes of a quoted value
+    fields: dict[str, str] = {}
+    for item in text.split(","):
+        column, eq, path = (part.strip() for part in item.partition("="))
+        if not eq:
+            path = column
+        if not column or not path:
+            raise ConfigError(
+                f"--fields takes comma-separated paths like 'user.name, city=user.address.city'"
+                f", got {text!r}"
+            )
+        if column in fields:
+            raise ConfigError(f"--fields names the column {column!r} twice")
+        fields[column] = path
+    return fields
 
 
 def parse_rate(text: str) -> tuple[int, float]:

@@ -33,6 +33,11 @@ OPTIONS = (
     "--dry-run",
     "--quiet",
     "--file",
+    "--over",
+    "--fields",
+    "--map-timeout",
+    "--cache",
+    "--limiter",
 )
 ANNOTATIONS = KNOWN_ANNOTATIONS  # the cell language owns the list
 CALLABLE_ANNOTATIONS = frozenset(

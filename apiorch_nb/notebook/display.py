@@ -1,19 +1,29 @@
-"""How a run appears in a notebook, and how a failed one is told in one line.
+"""How a run or a map appears in a notebook, and how a failed one is told in one line.
 
 A run is shown as separate outputs, in reading order: the summary with the per-endpoint
 table and the collapsible responses, the waterfall, the latency chart and the dependency
 graph. Figures go out as static Plotly JSON (``application/vnd.plotly.v1+json``), never
 as widget state or embedded plotly.js, so saved notebooks stay small and work offline.
+A map (`MapRun`) is its summary line and the first rows of its frame, as HTML and text.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._call import CallState
+from .._rows import plain
 from ..config import APIOrchestrationConfig
 from ..run import Run
+
+if TYPE_CHECKING:
+    from ..enrich import MapRun
+
+#: Rows of a map's frame its display shows; the whole frame is ``.frame()``.
+MAP_HEAD_ROWS = 10
+_ERROR_CHARS = 160  # of the first failed row's error, in a one-line message
 
 _FAILED = (CallState.FAILED, CallState.CIRCUIT_OPEN)
 
@@ -95,3 +105,67 @@ def failure_message(run: Run, *, interrupted: bool, store: str | None) -> str:
     detail = "; ".join(problems)
     tail = f"{where}; --allow-failures shows failures without failing the cell"
     return f"{head}: {detail}. {tail}" if detail else f"{head}. {tail}"
+
+
+# -- maps -----------------------------------------------------------------------------------
+
+
+def show_map_run(mrun: MapRun) -> None:
+    """Display `mrun`'s summary and first rows; registered as the display of `MapRun`."""
+    from IPython.display import display
+
+    display(map_run_bundle(mrun), raw=True)
+
+
+def map_run_bundle(mrun: MapRun) -> dict[str, str]:
+    """The summary line and the frame's first `MAP_HEAD_ROWS` rows, as HTML and text."""
+    frame = mrun.frame()
+    head = frame.head(MAP_HEAD_ROWS)
+    more = len(frame) - len(head)
+    tail = f"... {more} more rows" if more else ""
+    summary = mrun.summary()
+    page = (
+        f'<div class="apiorch-map"><p>{html.escape(summary)}</p>{head.to_html()}'
+        + (f"<p>{tail}</p>" if tail else "")
+        + "</div>"
+    )
+    return {"text/html": page, "text/plain": "\n".join(filter(None, [summary, str(head), tail]))}
+
+
+def map_stopped_message(mrun: MapRun, *, why: str | None, store: str | None) -> str:
+    """One line for a map stopped early: interrupted (`why` None) or timed out (`why`)."""
+    counts = mrun.counts()
+    finished = len(mrun) - counts["cancelled"] - counts["pending"]
+    head = why or f"interrupted after {finished} of {len(mrun)} rows"
+    where = (
+        f"stored the partial result in `{store}`"
+        if store
+        else "add `NAME <<` to the magic line to keep the partial result"
+    )
+    return f"{head}; {where}"
+
+
+def map_failure_message(mrun: MapRun, *, store: str | None, allowed: bool = False) -> str:
+    """One line for a map with failed rows, naming the first failure.
+
+    `allowed` (``--allow-failures``): the short note shown beside the result instead.
+    """
+    failed = mrun.counts()["failed"]
+    head = f"{failed} of {len(mrun)} rows failed"
+    if allowed:
+        return f"{head} (see {store}.status)" if store else head
+    first = next(
+        (i for i, o in enumerate(mrun.outcomes) if o is not None and o.status == "failed"), None
+    )
+    if first is not None:
+        outcome = mrun.outcomes[first]
+        error = " ".join(str(outcome.error if outcome else "").split())
+        if len(error) > _ERROR_CHARS:
+            error = error[: _ERROR_CHARS - 3] + "..."
+        head += f" (first: row {plain(mrun.index[first])!r}: {error})"
+    where = (
+        f"the result is stored in `{store}`, see {store}.status and {store}.error"
+        if store
+        else "add `NAME <<` to the magic line to keep the result"
+    )
+    return f"{head}; {where}; --allow-failures shows failures without failing the cell"

@@ -1,6 +1,7 @@
 """``%%orchestrate`` / ``%orchestrate``: run a ``.http``-style cell on the kernel's event loop.
 
-The cell magic itself is synchronous, as IPython requires; `loop.py` rewrites every
+With ``--over VAR`` the cell runs once per row of a DataFrame (`_map_cell.py`). The cell
+magic itself is synchronous, as IPython requires; `loop.py` rewrites every
 ``%%orchestrate`` cell into ``await run_cell_async(...)`` before IPython compiles it, so the
 run happens on the kernel's own loop and the stop button cancels it. The synchronous magic
 remains for callers that bypass the rewrite (``run_cell_magic``) outside a running loop.
@@ -18,16 +19,17 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Bool, CaselessStrEnum, Float, Int, Unicode
+from traitlets import Bool, CaselessStrEnum, Float, Int, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
 from .. import APIOrchestrationConfig, APIOrchestrator, OrchestrationMode, Run
-from ..cache import MemoryCache
+from .._redact import redact_url
 from ..errors import ConfigError, OrchestrationError
 from ..httpfile import compile_http, parse_http
-from ..ratelimit import InMemoryRateLimiter
 from . import display as nbdisplay
-from ._options import CellOptions, parse_rate, split_store_target
+from ._backends import KernelBackends, check_url
+from ._map_cell import check_fields, row_keys, run_map_cell
+from ._options import CellOptions, parse_fields, parse_rate, split_store_target
 from .progress import progress_observer
 
 _MODES = [m.value for m in OrchestrationMode]
@@ -62,13 +64,33 @@ class OrchestrateMagics(Magics, Configurable):  # type: ignore[misc]
     )
     allow_failures = Bool(False, config=True, help="Do not fail the cell when an endpoint failed.")
     quiet = Bool(False, config=True, help="Show nothing; only store the run.")
+    map_timeout = Float(
+        None, allow_none=True, config=True, help="Seconds for a whole --over map; None for none."
+    )
+    cache = Unicode(
+        "memory",
+        config=True,
+        help="Where cached responses live: memory, sqlite:///path.db or redis://host:port/db.",
+    )
+    limiter = Unicode(
+        "memory",
+        config=True,
+        help="Where rate limits and circuit breakers live: memory, or redis://host:port/db "
+        "to share them with every kernel and process using that Redis.",
+    )
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
-        # Shared by every run in this kernel, so `@cache` and rate limits hold across cells.
-        self.cache = MemoryCache()
-        self.limiter = InMemoryRateLimiter()
+        # Kept for the kernel's life, so `@cache` and rate limits hold across cells.
+        self.backends = KernelBackends()
         self._secrets: dict[str, str] = {}
+
+    @validate("cache", "limiter")
+    def _check_backend_url(self, proposal: Any) -> str:
+        try:
+            return check_url(proposal["value"], proposal["trait"].name)
+        except ConfigError as exc:
+            raise TraitError(str(exc)) from None
 
     # -- the magics IPython sees -------------------------------------------------------------
 
@@ -99,6 +121,15 @@ class OrchestrateMagics(Magics, Configurable):  # type: ignore[misc]
     @argument("--dry-run", action="store_true", help="show the plan and graph; send nothing")
     @argument("-q", "--quiet", action="store_true", default=None, help="display nothing")
     @argument("-f", "--file", help="run a .http file instead of the cell")
+    @argument(
+        "-o", "--over", dest="over_var", help="a DataFrame or list of dicts: run once per row"
+    )
+    @argument("--fields", help="columns of an --over result: 'user.name, city=user.address.city'")
+    @argument("--map-timeout", type=float, help="seconds for the whole --over map")
+    @argument("--cache", dest="cache_url", help="memory, sqlite:///path.db or redis://...")
+    @argument(
+        "--limiter", dest="limiter_url", help="memory or redis://... (shares limits and breakers)"
+    )
     @cell_magic
     def orchestrate(self, line: str, cell: str = "") -> Any:
         """Run the cell's requests (``.http`` syntax) as one orchestration.
@@ -107,7 +138,9 @@ class OrchestrateMagics(Magics, Configurable):  # type: ignore[misc]
         separated by ``###``; ``# @name``, ``# @depends_on``, ``# @retry``, ``# @timeout``,
         ``# @rate_limit``, ``# @burst``, ``# @cache``, ``# @condition`` and friends set each
         request's orchestration; ``{{...}}`` fills from earlier responses, the input,
-        notebook variables and the environment.
+        notebook variables and the environment. ``--over df`` runs them once per row of
+        ``df`` (``{{id}}`` is the row's ``id``) and stores a DataFrame of ``--fields``,
+        ``status`` and ``error`` aligned with ``df``.
         """
         return self._run_blocking(line, cell)
 
@@ -141,36 +174,39 @@ class OrchestrateMagics(Magics, Configurable):  # type: ignore[misc]
 
     # -- the real work -----------------------------------------------------------------------
 
-    async def run_async(self, line: str, cell: str | None) -> Run | None:
+    async def run_async(self, line: str, cell: str | None) -> Any:
         """Parse, run and display one orchestration; the rewritten cell awaits this.
 
+        Returns the run, or with ``--over`` the map's DataFrame (None with ``--quiet``).
+
         Raises:
-            UsageError: a bad cell or option, a failed endpoint (unless --allow-failures),
-                or an interrupted run: one readable line, and the cell still fails.
+            UsageError: a bad cell or option, a failed endpoint or row (unless
+                --allow-failures), or an interrupted run or map: one readable line, and
+                the cell still fails.
         """
         opts = self.options(line)
         text, first_line = self._source(opts, cell)
+        rows = self._variable("--over", opts.over_var)
+        keys = row_keys(rows, str(opts.over_var)) if opts.over_var else _keys(self._input(opts))
         try:
             compiled = compile_http(
                 parse_http(text, first_line=first_line),
                 namespace=self.shell.user_ns if self.shell is not None else {},
                 environ=os.environ,
-                input_keys=_keys(self._input(opts)),
+                input_keys=keys,
             )
             config = self._config(opts, compiled.endpoints)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+        check_fields(opts.fields, [ep.name for ep in config.endpoints])
         if opts.dry_run:
             plan = nbdisplay.show_plan(config, compiled.secret_names)
             if opts.store_as:
                 self.shell.user_ns[opts.store_as] = plan
             return None
-        orchestrator = APIOrchestrator(
-            config,
-            limiter=self.limiter,
-            cache=self.cache,
-            secrets=self._secret_values(compiled.secret_names),
-        )
+        orchestrator = self._orchestrator(opts, config, compiled.secret_names)
+        if opts.over_var is not None:
+            return await run_map_cell(orchestrator, rows, opts, self.shell.user_ns)
         interrupted = False
         error: BaseException | None = None
         try:
@@ -220,9 +256,16 @@ class OrchestrateMagics(Magics, Configurable):  # type: ignore[misc]
                 quiet=_pick(args.quiet, self.quiet),
                 file=args.file,
                 store_as=store_as,
+                over_var=args.over_var,
+                fields=parse_fields(args.fields) if args.fields is not None else None,
+                map_timeout=_pick(args.map_timeout, self.map_timeout),
+                cache_url=check_url(_pick(args.cache_url, self.cache), "cache"),
+                cache_given=args.cache_url is not None,
+                limiter_url=check_url(_pick(args.limiter_url, self.limiter), "limiter"),
             )
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+        _check_map_options(opts, args)
         return opts
 
     def _run_blocking(self, line: str, cell: str | None) -> Any:
@@ -250,12 +293,42 @@ class OrchestrateMagics(Magics, Configurable):  # type: ignore[misc]
         return cell, 2  # line 1 of the cell is the %%orchestrate line
 
     def _input(self, opts: CellOptions) -> Any:
-        if opts.input_var is None:
+        return self._variable("--input", opts.input_var)
+
+    def _variable(self, flag: str, name: str | None) -> Any:
+        if name is None:
             return None
         ns = self.shell.user_ns if self.shell is not None else {}
-        if opts.input_var not in ns:
-            raise UsageError(f"--input {opts.input_var}: no such variable in the notebook")
-        return ns[opts.input_var]
+        if name not in ns:
+            raise UsageError(f"{flag} {name}: no such variable in the notebook")
+        return ns[name]
+
+    def _orchestrator(
+        self, opts: CellOptions, config: APIOrchestrationConfig, secret_names: set[str]
+    ) -> APIOrchestrator:
+        """An orchestrator on this kernel's backends for the cell's ``--cache``/``--limiter``.
+
+        Raises:
+            UsageError: a backend URL that cannot be opened, or ``--cache`` on a cell
+                where nothing would be cached (no TTL anywhere).
+        """
+        caches = bool(config.cache_ttl) or any(ep.cache_ttl for ep in config.endpoints)
+        if opts.cache_given and not caches:
+            raise UsageError(
+                f"--cache {redact_url(opts.cache_url)}: nothing is cached without a TTL; "
+                "add --cache-ttl SECONDS or `# @cache SECONDS` to a request"
+            )
+        try:
+            return APIOrchestrator(
+                config,
+                limiter=self.backends.limiter(opts.limiter_url),
+                # a %config default backend is opened only by cells that cache something
+                cache=self.backends.cache(opts.cache_url) if caches else None,
+                breakers=self.backends.breakers(opts.limiter_url),
+                secrets=self._secret_values(secret_names),
+            )
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
 
     def _config(self, opts: CellOptions, endpoints: list[Any]) -> APIOrchestrationConfig:
         rate, window = opts.rate_limit if opts.rate_limit else (None, 60.0)
@@ -284,6 +357,19 @@ class OrchestrateMagics(Magics, Configurable):  # type: ignore[misc]
                 value = self._secrets[name]
             values[name] = value
         return values
+
+
+def _check_map_options(opts: CellOptions, args: Any) -> None:
+    """``--over`` excludes ``--input``; ``--fields`` and ``--map-timeout`` need ``--over``."""
+    if opts.over_var is None:
+        for flag, value in (("--fields", args.fields), ("--map-timeout", args.map_timeout)):
+            if value is not None:
+                raise UsageError(f"{flag} is for maps; add --over VAR to run once per row")
+        return
+    if opts.input_var is not None:
+        raise UsageError("--over runs once per row and each row is that run's input; drop --input")
+    if opts.map_timeout is not None and opts.map_timeout <= 0:
+        raise UsageError(f"--map-timeout must be > 0 seconds, got {opts.map_timeout:g}")
 
 
 def _pick(value: Any, default: Any) -> Any:

@@ -128,11 +128,14 @@ def _bar_bundle(run: Run) -> dict[str, str]:
     return {"text/html": page, "text/plain": text}
 
 
-def progress_observer() -> NotebookProgress | None:
-    """`APIOrchestrator.default_observer` in a notebook: progress only where it can show."""
+def in_kernel() -> bool:
+    """True in a Jupyter kernel, where a frontend shows live display updates."""
     from IPython import get_ipython
 
     shell = get_ipython()
-    if shell is None or type(shell).__name__ != "ZMQInteractiveShell":
-        return None
-    return NotebookProgress()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def progress_observer() -> NotebookProgress | None:
+    """`APIOrchestrator.default_observer` in a notebook: progress only where it can show."""
+    return NotebookProgress() if in_kernel() else None

@@ -12,13 +12,18 @@ ORCHESTRATE_MATCHER = "apiorch_nb.orchestrate"
 MODES = sorted(m.value for m in OrchestrationMode)
 OPTIONS = [
     "--allow-failures",
+    "--cache",
     "--cache-ttl",
     "--dry-run",
     "--fail-fast",
+    "--fields",
     "--file",
     "--input",
+    "--limiter",
+    "--map-timeout",
     "--max-concurrent",
     "--mode",
+    "--over",
     "--quiet",
     "--rate-limit",
     "--total-timeout",
@@ -57,7 +62,7 @@ def complete(ip: InteractiveShell, text: str, cursor: int | None = None) -> list
     ("text", "expected"),
     [
         ("%%orchestrate ", OPTIONS),
-        ("%%orchestrate --m", ["--max-concurrent", "--mode"]),
+        ("%%orchestrate --m", ["--map-timeout", "--max-concurrent", "--mode"]),
         ("%%orchestrate r << --dry-run --al", ["--allow-failures"]),
         ("%%orchestrate --mode ", MODES),
         ("%%orchestrate --mode p", ["parallel", "pipeline"]),

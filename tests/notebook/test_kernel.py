@@ -202,16 +202,22 @@ def test_notebook_with_a_failing_cell_fails_with_one_line_and_later_cells_run(
 def _progress_messages(kernel: Kernel, code: str) -> tuple[str, list[dict[str, Any]]]:
     """Run `code`; return its status and every display/update message in order."""
     msg_id = kernel.start(code)
+    return kernel.collect_reply(msg_id), _messages(kernel, msg_id)
+
+
+def _messages(
+    kernel: Kernel, msg_id: str, kinds: tuple[str, ...] = ("display_data", "update_display_data")
+) -> list[dict[str, Any]]:
+    """The iopub messages of `kinds` the cell `msg_id` sent, in order, until it is idle."""
     messages: list[dict[str, Any]] = []
     while True:
         msg = kernel.client.get_iopub_msg(timeout=60)
         if msg["parent_header"].get("msg_id") != msg_id:
             continue
         if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            break
-        if msg["msg_type"] in ("display_data", "update_display_data"):
+            return messages
+        if msg["msg_type"] in kinds:
             messages.append({"type": msg["msg_type"], **msg["content"]})
-    return kernel.collect_reply(msg_id), messages
 
 
 STAGGERED = "\n".join(
@@ -257,3 +263,37 @@ def test_plain_await_execute_shows_progress_and_quiet_shows_none(
     assert texts[1].startswith("0/4 calls done") and last == {"text/plain": ""}
     status, messages = _progress_messages(kernel, "%%orchestrate --quiet\n" + STAGGERED)
     assert status == "ok" and messages == []
+
+
+MAP_CELL = "%%orchestrate --over rows --max-concurrent 3 m <<\n###\n# @name wait\n" + (
+    "GET {{base}}/delay/{{ms}}\n"
+)
+
+
+def test_stop_button_keeps_every_finished_row_of_a_map_and_its_progress_ends_empty(
+    kernel: Kernel, demo: DemoServer
+) -> None:
+    setup = "import pandas as pd\nrows = pd.DataFrame({'ms': [10, 10, 10, 20000, 20000, 20000]})"
+    assert kernel.run(setup)[0] == "ok"
+    msg_id = kernel.start(MAP_CELL)
+    deadline = time.monotonic() + 20
+    while demo.count(prefix="/delay") < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.4)  # the first rows are done and the bar has been redrawn
+    interrupted = time.monotonic()
+    kernel.manager.interrupt_kernel()
+    kinds = ("display_data", "update_display_data", "stream", "error")
+    messages = _messages(kernel, msg_id, kinds)
+    assert kernel.collect_reply(msg_id) == "error"
+    assert time.monotonic() - interrupted < 5.0, "the interrupt waited for the 20 s rows"
+    (stderr,) = [m["text"] for m in messages if m["type"] == "stream" and m["name"] == "stderr"]
+    assert stderr.strip() == (
+        "UsageError: interrupted after 3 of 6 rows; stored the partial result in `m`"
+    )
+    _, texts, last = _progress_story([m for m in messages if "data" in m])
+    assert texts[0] == "" and texts[1].startswith("0/6 rows done")
+    assert any(t.startswith("3/6 rows done (3 ok)") for t in texts)
+    assert last == {"text/plain": ""}
+    status, outputs = kernel.run("print(m.status.tolist())")
+    assert status == "ok"
+    assert str(["ok"] * 3 + ["cancelled"] * 3) in _text(outputs)

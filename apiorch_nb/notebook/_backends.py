@@ -1,0 +1,100 @@
+"""The cache and rate-limiter backends of one kernel: one per URL, made on first use.
+
+``%%orchestrate`` builds a new `APIOrchestrator` for every cell, so the state that must
+outlast a cell lives here: the in-memory cache and limiter every cell shares by default,
+and one backend per ``--cache`` / ``--limiter`` URL. Building a backend per cell would
+open a new sqlite connection or Redis client each time, and an in-memory limiter made
+anew would forget the requests of the cell before.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._redact import redact_url
+from ..backends import cache_from_url, limiter_from_url
+from ..cache import MemoryCache
+from ..errors import ConfigError
+from ..ratelimit import InMemoryRateLimiter
+
+if TYPE_CHECKING:
+    from ..cache import Cache
+    from ..ratelimit import Limiter
+
+MEMORY = "memory"
+_CACHE_SCHEMES = ("memory", "sqlite", "redis", "rediss")
+_LIMITER_SCHEMES = ("memory", "redis", "rediss")
+
+
+def normal_url(url: str | None) -> str:
+    """`url` with every spelling of the in-memory backend (empty, ``memory://``) as
+    ``memory``."""
+    url = (url or "").strip()
+    return MEMORY if url in ("", MEMORY, "memory://") else url
+
+
+def check_url(url: str, what: str) -> str:
+    """`url` (normalised) if its scheme suits `what` (``cache`` or ``limiter``); cheap, it
+    builds nothing, so ``%config`` can refuse a typo at once.
+
+    Raises:
+        ConfigError: an unknown scheme.
+    """
+    url = normal_url(url)
+    allowed = _CACHE_SCHEMES if what == "cache" else _LIMITER_SCHEMES
+    scheme = url if url == MEMORY else url.partition("://")[0]
+    if scheme not in allowed or (url != MEMORY and "://" not in url):
+        shown = ", ".join("memory" if s == MEMORY else f"{s}://..." for s in allowed)
+        raise ConfigError(f"--{what} {redact_url(url)!r}: use one of {shown}")
+    return url
+
+
+class KernelBackends:
+    """Backends by URL for one loaded extension; ``memory`` is the kernel-wide default."""
+
+    def __init__(self) -> None:
+        self._caches: dict[str, Cache] = {MEMORY: MemoryCache()}
+        self._limiters: dict[str, Limiter] = {MEMORY: InMemoryRateLimiter()}
+
+    def cache(self, url: str) -> Cache:
+        """The cache `url` names, the same object on every call.
+
+        Raises:
+            ConfigError: an unknown scheme, a malformed URL or an unusable sqlite path.
+        """
+        url = check_url(url, "cache")
+        if url not in self._caches:
+            self._caches[url] = cache_from_url(url)
+        return self._caches[url]
+
+    def limiter(self, url: str) -> Limiter:
+        """The limiter `url` names, the same object on every call.
+
+        Raises:
+            ConfigError: an unknown scheme or a malformed URL.
+        """
+        url = check_url(url, "limiter")
+        if url not in self._limiters:
+            self._limiters[url] = limiter_from_url(url)
+        return self._limiters[url]
+
+    @staticmethod
+    def breakers(url: str) -> str | None:
+        """What to pass as ``breakers=``: a shared limiter's URL also shares the circuits."""
+        url = check_url(url, "limiter")
+        return None if url == MEMORY else url
+
+    def close(self) -> None:
+        """Close what can be closed without a loop (sqlite files); Redis clients close with
+        their event loop."""
+        for cache in self._caches.values():
+            close = getattr(cache, "close", None)
+            if callable(close):
+                close()
+        self._caches = {MEMORY: MemoryCache()}
+        self._limiters = {MEMORY: InMemoryRateLimiter()}
+
+    def __repr__(self) -> str:
+        caches = sorted(map(redact_url, self._caches))
+        limiters = sorted(map(redact_url, self._limiters))
+        return f"KernelBackends(cache={caches}, limiter={limiters})"
