@@ -126,6 +126,7 @@ async def map_on_dask(
             index, inputs, index_names = table_rows(rows)
             mrun = MapRun(index, inputs, compiled, index_names=index_names)
             chunks = _list_chunks(len(inputs), threads * CHUNKS_PER_THREAD)
+        mrun.secret_values = tuple(spec.secrets.values())
         orchestrator.last_map = mrun
         watch = Watch(observer, mrun) if observer is not None else None
         notify = watch.notify if watch is not None else _ignore

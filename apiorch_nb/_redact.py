@@ -65,3 +65,19 @@ def scrub_values(text: str, values: Iterable[str]) -> str:
         if value and value in text:
             text = text.replace(value, REDACTED)
     return text
+
+
+def redact_data(value: Any, secret_values: Iterable[str] = ()) -> Any:
+    """`value` as a display may show it: secret-named keys hidden at any depth, and known
+    secret values scrubbed from every string in it."""
+    values = tuple(secret_values)
+    if isinstance(value, Mapping):
+        return {
+            k: (REDACTED if is_secret_name(str(k)) else redact_data(v, values))
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [redact_data(v, values) for v in value]
+    if isinstance(value, str) and values:
+        return scrub_values(value, values)
+    return value

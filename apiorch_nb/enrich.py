@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._call import CallRecord
+from ._redact import redact_data
 from ._template import _MISSING, lookup
 from .errors import ConfigError
 
@@ -124,6 +125,8 @@ class MapRun:
         self.finished = False
         self.error: BaseException | None = None
         self.done = 0  #: rows with an outcome
+        #: Secret values to scrub from what `shown_frame` (and so every display) shows.
+        self.secret_values: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -183,13 +186,23 @@ class MapRun:
 
         ``df.join(map_run.frame())`` puts the enrichment beside the input.
         """
+        return self._build(len(self.outcomes), lambda v: v)
+
+    def shown_frame(self, rows: int | None = None) -> pd.DataFrame:
+        """The frame (its first `rows`) as displays show it: secret-named keys and secret
+        values redacted. ``frame()`` itself is the API's data, like `execute`'s result."""
+        count = len(self.outcomes) if rows is None else min(rows, len(self.outcomes))
+        return self._build(count, lambda v: redact_data(v, self.secret_values))
+
+    def _build(self, count: int, shown: Callable[[Any], Any]) -> pd.DataFrame:
         import pandas as pd
 
-        rows = [self.row_values(o) for o in self.outcomes]
+        rows = [[shown(v) for v in self.row_values(o)] for o in self.outcomes[:count]]
+        labels = self.index[:count]
         if len(self.index_names) > 1:
-            index: pd.Index = pd.MultiIndex.from_tuples(self.index, names=self.index_names)
+            index: pd.Index = pd.MultiIndex.from_tuples(labels, names=self.index_names)
         else:
-            index = pd.Index(self.index, name=self.index_names[0])
+            index = pd.Index(labels, name=self.index_names[0])
         frame = pd.DataFrame(rows, index=index, columns=self.columns(), dtype=object)
         # Field columns get their natural dtype; status and error stay text.
         return frame.infer_objects()

@@ -19,7 +19,7 @@ from ._map import run_rows
 from ._plan import compile_plan
 from ._rows import is_dask_frame, table_rows
 from ._scheduler import RunLimits, Scheduler
-from .breaker import CircuitBreaker
+from .breaker import BreakerStore, CircuitBreaker
 from .cache import Cache, MemoryCache
 from .config import APIOrchestrationConfig, OrchestrationMode
 from .endpoint import APIEndpoint
@@ -75,7 +75,7 @@ class APIOrchestrator:
         *,
         limiter: Limiter | str | None = None,
         cache: Cache | str | None = None,
-        breakers: str | None = None,
+        breakers: BreakerStore | str | None = None,
         secrets: Mapping[str, str] | None = None,
     ) -> None:
         if not isinstance(config, APIOrchestrationConfig):
@@ -91,7 +91,9 @@ class APIOrchestrator:
             limiter = backends.limiter_from_url(limiter)
         if isinstance(cache, str):
             cache = backends.cache_from_url(cache)
-        breaker_store = backends.breaker_store_from_url(breakers) if breakers else None
+        breaker_store = (
+            backends.breaker_store_from_url(breakers) if isinstance(breakers, str) else breakers
+        )
         self._plan = compile_plan(config.endpoints, config.mode)
         self._metrics = IOMetrics() if config.metrics_enabled else None
         self._limiter = limiter if limiter is not None else InMemoryRateLimiter()
@@ -298,6 +300,7 @@ class APIOrchestrator:
         index, inputs, index_names = table_rows(rows)
         names = [ep.name for ep in self.config.endpoints]
         mrun = MapRun(index, inputs, compile_fields(fields, names), index_names=index_names)
+        mrun.secret_values = tuple(self._services.secrets.values())
         self.last_map = mrun
         session = await self._session_for_running_loop()
         self._services.session = session

@@ -121,3 +121,24 @@ async def test_a_secret_holding_mermaid_syntax_is_scrubbed_from_the_dag(demo: De
     assert secret not in dag.mermaid and escaped not in dag.mermaid
     assert '    n0["login [REDACTED]<br/>ok · 200 · ' in dag.mermaid
     assert secret not in dag.text and "login [REDACTED]" in dag.text
+
+
+async def test_a_map_display_hides_echoed_secrets_but_its_frame_keeps_the_data(
+    demo: DemoServer,
+) -> None:
+    from apiorch_nb.notebook.display import map_run_bundle
+
+    config = APIOrchestrationConfig(
+        endpoints=[APIEndpoint(name="echo", url=demo.url + "/echo?q={$secrets.K}&id={id}")]
+    )
+    async with APIOrchestrator(config, secrets={"K": "s3cr3t-value"}) as orchestrator:
+        frame = await orchestrator.map([{"id": 1}, {"id": 2}])
+    assert orchestrator.last_map is not None
+    # The frame is the API's data, as execute's result is: the echoed query is there.
+    assert frame["echo"][0]["query"]["q"] == "s3cr3t-value"
+    # Every display shows it redacted, also the secret-named response headers.
+    shown = orchestrator.last_map.shown_frame()
+    assert "s3cr3t-value" not in repr(shown.to_dict())
+    bundle = map_run_bundle(orchestrator.last_map)
+    assert all("s3cr3t-value" not in text for text in bundle.values())
+    assert [r.query["q"] for r in demo.log] == ["s3cr3t-value"] * 2

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .._redact import redact_url
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
@@ -30,13 +31,31 @@ if TYPE_CHECKING:
     from ._sqlite_cache import SqliteCache
 
 
-def _scheme(url: str, what: str, allowed: tuple[str, ...]) -> str:
+#: The URL schemes each kind of backend accepts (``memory`` has no ``://``).
+SCHEMES = {
+    "cache": ("memory", "sqlite", "redis", "rediss"),
+    "limiter": ("memory", "redis", "rediss"),
+    "breakers": ("memory", "redis", "rediss"),
+}
+
+
+def url_scheme(url: str, what: str) -> str:
+    """The scheme of backend URL `url` for `what` (``cache``, ``limiter``, ``breakers``);
+    ``memory`` for every spelling of the in-process backend (``""``, ``memory://``).
+
+    Cheap (it builds nothing), so a notebook can refuse a typo in ``%config`` at once.
+
+    Raises:
+        ConfigError: not a string, or a scheme `what` does not support.
+    """
     if not isinstance(url, str):
         raise ConfigError(f"{what} must be a URL string or a backend object, got {url!r}")
+    url = url.strip()
     scheme = "memory" if url in ("", "memory", "memory://") else url.partition("://")[0]
-    if scheme not in allowed:
+    allowed = SCHEMES[what]
+    if scheme not in allowed or (scheme != "memory" and "://" not in url):
         raise ConfigError(
-            f"{what}: unsupported URL {url!r}; use one of "
+            f"{what}: unsupported URL {redact_url(url)!r}; use one of "
             + ", ".join(f"{s}://..." if s != "memory" else "memory" for s in allowed)
         )
     return scheme
@@ -52,7 +71,7 @@ def cache_from_url(url: str) -> Cache:
     Raises:
         ConfigError: an unknown scheme or a malformed URL.
     """
-    scheme = _scheme(url, "cache", ("memory", "sqlite", "redis", "rediss"))
+    scheme = url_scheme(url, "cache")
     if scheme == "memory":
         from ..cache import MemoryCache
 
@@ -75,7 +94,7 @@ def limiter_from_url(url: str) -> Limiter:
     Raises:
         ConfigError: an unknown scheme or a malformed URL.
     """
-    scheme = _scheme(url, "limiter", ("memory", "redis", "rediss"))
+    scheme = url_scheme(url, "limiter")
     if scheme == "memory":
         from ..ratelimit import InMemoryRateLimiter
 
@@ -94,7 +113,7 @@ def breaker_store_from_url(url: str) -> BreakerStore | None:
     Raises:
         ConfigError: an unknown scheme or a malformed URL.
     """
-    scheme = _scheme(url, "breakers", ("memory", "redis", "rediss"))
+    scheme = url_scheme(url, "breakers")
     if scheme == "memory":
         return None
     from ._redis_breaker import RedisBreakerStore
@@ -111,6 +130,7 @@ __all__ = [
     "breaker_store_from_url",
     "cache_from_url",
     "limiter_from_url",
+    "url_scheme",
 ]
 
 _LAZY = {

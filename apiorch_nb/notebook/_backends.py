@@ -12,18 +12,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._redact import redact_url
-from ..backends import cache_from_url, limiter_from_url
+from ..backends import SCHEMES, breaker_store_from_url, cache_from_url, limiter_from_url, url_scheme
 from ..cache import MemoryCache
 from ..errors import ConfigError
 from ..ratelimit import InMemoryRateLimiter
 
 if TYPE_CHECKING:
+    from ..breaker import BreakerStore
     from ..cache import Cache
     from ..ratelimit import Limiter
 
 MEMORY = "memory"
-_CACHE_SCHEMES = ("memory", "sqlite", "redis", "rediss")
-_LIMITER_SCHEMES = ("memory", "redis", "rediss")
 
 
 def normal_url(url: str | None) -> str:
@@ -34,18 +33,17 @@ def normal_url(url: str | None) -> str:
 
 
 def check_url(url: str, what: str) -> str:
-    """`url` (normalised) if its scheme suits `what` (``cache`` or ``limiter``); cheap, it
-    builds nothing, so ``%config`` can refuse a typo at once.
+    """`url` (normalised) if its scheme suits `what` (``cache`` or ``limiter``).
 
     Raises:
-        ConfigError: an unknown scheme.
+        ConfigError: an unknown scheme, in the magic's own words (``--cache ...``).
     """
     url = normal_url(url)
-    allowed = _CACHE_SCHEMES if what == "cache" else _LIMITER_SCHEMES
-    scheme = url if url == MEMORY else url.partition("://")[0]
-    if scheme not in allowed or (url != MEMORY and "://" not in url):
-        shown = ", ".join("memory" if s == MEMORY else f"{s}://..." for s in allowed)
-        raise ConfigError(f"--{what} {redact_url(url)!r}: use one of {shown}")
+    try:
+        url_scheme(url, what)
+    except ConfigError:
+        shown = ", ".join("memory" if s == MEMORY else f"{s}://..." for s in SCHEMES[what])
+        raise ConfigError(f"--{what} {redact_url(url)!r}: use one of {shown}") from None
     return url
 
 
@@ -55,6 +53,7 @@ class KernelBackends:
     def __init__(self) -> None:
         self._caches: dict[str, Cache] = {MEMORY: MemoryCache()}
         self._limiters: dict[str, Limiter] = {MEMORY: InMemoryRateLimiter()}
+        self._breakers: dict[str, BreakerStore | None] = {}
 
     def cache(self, url: str) -> Cache:
         """The cache `url` names, the same object on every call.
@@ -78,11 +77,15 @@ class KernelBackends:
             self._limiters[url] = limiter_from_url(url)
         return self._limiters[url]
 
-    @staticmethod
-    def breakers(url: str) -> str | None:
-        """What to pass as ``breakers=``: a shared limiter's URL also shares the circuits."""
+    def breakers(self, url: str) -> BreakerStore | None:
+        """What to pass as ``breakers=``: a shared limiter's URL shares the circuits too,
+        through one store per URL (a store per cell would leave a Redis client per cell)."""
         url = check_url(url, "limiter")
-        return None if url == MEMORY else url
+        if url == MEMORY:
+            return None
+        if url not in self._breakers:
+            self._breakers[url] = breaker_store_from_url(url)
+        return self._breakers[url]
 
     def close(self) -> None:
         """Close what can be closed without a loop (sqlite files); Redis clients close with
@@ -93,6 +96,7 @@ class KernelBackends:
                 close()
         self._caches = {MEMORY: MemoryCache()}
         self._limiters = {MEMORY: InMemoryRateLimiter()}
+        self._breakers = {}
 
     def __repr__(self) -> str:
         caches = sorted(map(redact_url, self._caches))

@@ -119,9 +119,8 @@ def show_map_run(mrun: MapRun) -> None:
 
 def map_run_bundle(mrun: MapRun) -> dict[str, str]:
     """The summary line and the frame's first `MAP_HEAD_ROWS` rows, as HTML and text."""
-    frame = mrun.frame()
-    head = frame.head(MAP_HEAD_ROWS)
-    more = len(frame) - len(head)
+    head = mrun.shown_frame(MAP_HEAD_ROWS)
+    more = len(mrun) - len(head)
     tail = f"... {more} more rows" if more else ""
     summary = mrun.summary()
     page = (
