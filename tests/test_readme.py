@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -23,6 +25,49 @@ def test_readme_python_example_runs() -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0] == "Post 1 by user 7"
     assert "3 calls (3 ok)" in out.stdout
+
+
+def test_readme_enrichment_example_runs_and_resumes_from_its_sqlite_cache(
+    tmp_path: Path,
+) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    example = next(b for b in blocks if ".map(" in b)
+    script = (
+        "import asyncio\n"
+        "import pandas as pd\n"
+        "from apiorch_nb import APIEndpoint, APIOrchestrationConfig, APIOrchestrator\n"
+        "from apiorch_nb.demo import DemoServer\n"
+        "async def main():\n"
+        f"    async with DemoServer(port={_free_port()}) as api:  # one URL for both runs\n"
+        "        customers = pd.DataFrame({'id': [3, 1, 2]}, index=['c', 'a', 'b'])\n"
+        + textwrap.indent(example, " " * 8)
+        + "        print(customers.join(enriched).to_dict('index'))\n"
+        "        print(api.count(prefix='/users/'))\n"
+        "asyncio.run(main())\n"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-W", "error", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+        for _ in range(2)
+    ]
+    for out in runs:
+        assert out.returncode == 0, out.stderr
+    first, second = (out.stdout.splitlines() for out in runs)
+    assert "'c': {'id': 3, 'name': 'User 3', 'status': 'ok', 'error': None}" in first[0]
+    assert first[1] == "3"  # one request per row ...
+    assert "'status': 'cached'" in second[0] and second[1] == "0"  # ... and none the 2nd time
+    assert (tmp_path / "enrich.db").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def test_readme_shows_the_two_setup_commands() -> None:
