@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from _harness import Scenario
 
 from apiorch_nb import APIEndpoint, APIOrchestrationConfig, APIOrchestrator, OrchestrationMode
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class PlainAiohttp:
@@ -58,7 +61,11 @@ class PlainAiohttp:
 
 
 class ApiorchNb:
-    """One orchestrator per scenario, its config built from the scenario's URLs."""
+    """One orchestrator per scenario, its config built from the scenario's URLs.
+
+    A ``rows`` scenario (`map`) gets one endpoint whose URL is the scenario's route, ``{i}``
+    filled from column ``i`` of a DataFrame built in `open`, outside the timed run.
+    """
 
     name = "apiorch_nb"
 
@@ -67,11 +74,17 @@ class ApiorchNb:
         self._urls: list[str] = []
         self._mode = OrchestrationMode.SEQUENTIAL
         self._max_concurrent = 1
+        self._map_url = ""
+        self._table: pd.DataFrame | None = None
 
     def _build(self) -> APIOrchestrator:
-        endpoints = [
-            APIEndpoint(name=f"c{i}", url=url, retry_count=0) for i, url in enumerate(self._urls)
-        ]
+        if self._table is not None:
+            endpoints = [APIEndpoint(name="c", url=self._map_url, retry_count=0)]
+        else:
+            endpoints = [
+                APIEndpoint(name=f"c{i}", url=url, retry_count=0)
+                for i, url in enumerate(self._urls)
+            ]
         config = APIOrchestrationConfig(
             endpoints=endpoints, mode=self._mode, max_concurrent=self._max_concurrent
         )
@@ -79,6 +92,12 @@ class ApiorchNb:
 
     async def open(self, base_url: str, scenario: Scenario) -> None:
         self._urls = scenario.urls(base_url)
+        self._table = None
+        if scenario.rows:
+            import pandas as pd
+
+            self._map_url = base_url + scenario.route
+            self._table = pd.DataFrame({"i": range(scenario.calls)})
         if scenario.concurrency == 1:
             self._mode, self._max_concurrent = OrchestrationMode.SEQUENTIAL, 1
         else:
@@ -87,12 +106,18 @@ class ApiorchNb:
 
     async def run(self) -> int:
         assert self._orchestrator is not None
+        if self._table is not None:
+            frame = await self._orchestrator.map(self._table)
+            return int((frame["status"] == "ok").sum())
         await self._orchestrator.execute()
         run = self._orchestrator.last_run
         return run.outcomes.get("ok", 0) if run is not None else 0
 
-    def time_build(self) -> float:
-        """Seconds to build the config and orchestrator alone (no session until execute)."""
+    def time_build(self) -> float | None:
+        """Seconds to build the config and orchestrator alone (no session until execute);
+        None for `map`, whose config is one endpoint."""
+        if self._table is not None:
+            return None
         start = time.perf_counter()
         self._build()
         return time.perf_counter() - start
