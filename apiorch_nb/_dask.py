@@ -23,9 +23,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._map import drive
 from ._rows import is_dask_frame, plain, table_rows
 from .enrich import FieldsSpec, MapRun, RowOutcome, compile_fields
-from .errors import ConfigError, MapTimeout
+from .errors import ConfigError
 from .progress import Watch
 
 if TYPE_CHECKING:
@@ -99,8 +100,6 @@ async def map_on_dask(
         ConfigError: limits that would not hold across workers, or a client that is not one.
         MapTimeout: `timeout` passed; ``.map_run`` holds every row.
     """
-    from .orchestrator import run_until
-
     _check_shareable(orchestrator)
     names = [ep.name for ep in orchestrator.config.endpoints]
     compiled = compile_fields(fields, names)  # refuse bad fields here, not on every worker
@@ -130,18 +129,7 @@ async def map_on_dask(
         orchestrator.last_map = mrun
         watch = Watch(observer, mrun) if observer is not None else None
         notify = watch.notify if watch is not None else _ignore
-        notify("map_started", mrun)
-        work = _gather(client, spec, mrun, chunks, notify)
-        try:
-            await run_until(work, timeout, lambda: MapTimeout(timeout or 0.0, mrun))
-        except BaseException as exc:
-            mrun.error = exc
-            raise
-        finally:
-            mrun.finished = True
-            mrun.ended_at = max(mrun.ended_at, mrun.started_at)
-            notify("map_finished", mrun)
-        return mrun.frame()
+        return await drive(mrun, _gather(client, spec, mrun, chunks, notify), timeout, watch)
     finally:
         if cluster is not None:
             await asyncio.to_thread(_close, client, cluster)

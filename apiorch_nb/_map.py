@@ -12,15 +12,19 @@ before the map returns control, and rows never started stay ``pending``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ._call import CallState
 from ._scheduler import RunLimits, Scheduler
 from .enrich import MapRun, RowOutcome
-from .errors import ConfigError
+from .errors import ConfigError, MapTimeout
+from .progress import Watch
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .orchestrator import APIOrchestrator
 
 _FAILED = (CallState.FAILED, CallState.CIRCUIT_OPEN)
@@ -105,3 +109,48 @@ def _outcome(
 def _one_line(text: str) -> str:
     """`text` on one line for a frame cell: error bodies may be multi-line HTML."""
     return " ".join(text.split())
+
+
+async def drive(
+    mrun: MapRun, work: Coroutine[Any, Any, None], timeout: float | None, watch: Watch | None
+) -> pd.DataFrame:
+    """Run `work` (which files rows into `mrun`) to its end or `timeout`; return the frame.
+
+    Whatever ends the map, the record is marked finished and the observer told, so
+    ``last_map`` always holds every row.
+
+    Raises:
+        MapTimeout: `timeout` passed; ``.map_run`` is `mrun`.
+    """
+    if watch is not None:
+        watch.notify("map_started", mrun)
+    try:
+        await run_until(work, timeout, lambda: MapTimeout(timeout or 0.0, mrun))
+    except BaseException as exc:
+        mrun.error = exc
+        raise
+    finally:
+        mrun.finished = True
+        mrun.ended_at = time.monotonic()
+        if watch is not None:
+            watch.notify("map_finished", mrun)
+    return mrun.frame()
+
+
+async def run_until(
+    work: Coroutine[Any, Any, None], timeout: float | None, timed_out: Callable[[], Exception]
+) -> None:
+    """Await `work`; after `timeout` seconds cancel it, wait until it has wound down (so
+    every row is recorded), and raise ``timed_out()``."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except BaseException:  # cancelled from outside: stop the work, then re-raise
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise
+    if not done:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise timed_out()
+    task.result()

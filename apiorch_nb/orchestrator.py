@@ -7,7 +7,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiohttp
@@ -15,7 +15,7 @@ import aiohttp
 from . import _http, backends
 from ._call import CallRecord
 from ._call_runner import Services
-from ._map import run_rows
+from ._map import drive, run_rows
 from ._plan import compile_plan
 from ._rows import is_dask_frame, table_rows
 from ._scheduler import RunLimits, Scheduler
@@ -24,7 +24,7 @@ from .cache import Cache, MemoryCache
 from .config import APIOrchestrationConfig, OrchestrationMode
 from .endpoint import APIEndpoint
 from .enrich import FieldsSpec, MapRun, compile_fields
-from .errors import ConfigError, MapTimeout, RunAborted
+from .errors import ConfigError, RunAborted
 from .metrics import IOMetrics, MetricsSnapshot
 from .progress import MapObserver, RunObserver, Watch
 from .ratelimit import InMemoryRateLimiter, Limiter, RateLimit
@@ -305,28 +305,11 @@ class APIOrchestrator:
         session = await self._session_for_running_loop()
         self._services.session = session
         watch = Watch(watcher, mrun) if watcher is not None else None
-        on_row = None
-        if watch is not None:
-            watch.notify("map_started", mrun)
-            on_row = functools.partial(watch.notify, "row_finished", mrun)
+        on_row = functools.partial(watch.notify, "row_finished", mrun) if watch else None
         work = run_rows(
-            self,
-            mrun,
-            iter(range(len(inputs))),
-            max_concurrent=concurrency,
-            on_row=on_row,
+            self, mrun, iter(range(len(inputs))), max_concurrent=concurrency, on_row=on_row
         )
-        try:
-            await run_until(work, timeout, lambda: MapTimeout(timeout or 0.0, mrun))
-        except BaseException as exc:
-            mrun.error = exc
-            raise
-        finally:
-            mrun.finished = True
-            mrun.ended_at = time.monotonic()
-            if watch is not None:
-                watch.notify("map_finished", mrun)
-        return mrun.frame()
+        return await drive(mrun, work, timeout, watch)
 
     def plan(self) -> Run:
         """What `execute` would run, without sending anything: every call pending, the graph."""
@@ -414,25 +397,6 @@ def _concurrency(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"map: max_concurrent must be an int >= 1, got {value!r}")
     return value
-
-
-async def run_until(
-    work: Coroutine[Any, Any, None], timeout: float | None, timed_out: Callable[[], Exception]
-) -> None:
-    """Await `work`; after `timeout` seconds cancel it, wait until it has wound down (so
-    every row is recorded), and raise ``timed_out()``."""
-    task = asyncio.ensure_future(work)
-    try:
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-    except BaseException:  # cancelled from outside: stop the work, then re-raise
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        raise
-    if not done:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        raise timed_out()
-    task.result()
 
 
 def _caches(config: APIOrchestrationConfig) -> bool:
