@@ -204,9 +204,32 @@ class MapRun:
         else:
             index = pd.Index(labels, name=self.index_names[0])
         frame = pd.DataFrame(rows, index=index, columns=self.columns(), dtype=object)
-        # Field columns get their natural dtype; status and error stay text.
-        return frame.infer_objects()
+        for column in frame.columns[: len(self.fields)]:
+            dtype = _dtype_of(frame[column])
+            if dtype is not None:
+                frame[column] = frame[column].astype(dtype)
+        return frame
 
     def __repr__(self) -> str:
         state = "finished" if self.finished else "running"
         return f"<MapRun {state}: {self.summary()}>"
+
+
+def _dtype_of(column: pd.Series) -> str | None:
+    """The dtype a field column of plain values should have, or None to keep objects.
+
+    Whole numbers become nullable ``Int64`` (a failed row is <NA>, not a float NaN that
+    would turn 21 into 21.0 when the column feeds another map), booleans ``boolean``,
+    other numbers ``float64``. Text and nested values stay objects, with None for missing,
+    so ``if row.name:`` never meets pd.NA.
+    """
+    kinds = {type(v) for v in column if v is not None}
+    if not kinds:
+        return None
+    if kinds == {bool}:
+        return "boolean"
+    if kinds == {int}:
+        return "Int64"
+    if kinds <= {int, float}:
+        return "float64"
+    return None

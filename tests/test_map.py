@@ -63,7 +63,7 @@ def statuses(frame: pd.DataFrame) -> list[str]:
 
 def cells(column: pd.Series) -> list[Any]:
     """A column of scalars as a list, missing cells as None (an int column with a gap is
-    float, as pandas makes it)."""
+    Int64 with <NA>)."""
     return [None if pd.isna(v) else v for v in column]
 
 
@@ -799,3 +799,17 @@ async def test_last_map_is_live_while_the_map_runs(demo: DemoServer) -> None:
         (False, {"ok": 3, "cached": 0, "failed": 0, "cancelled": 0, "pending": 0}),
     ]
     assert summary.startswith("3 rows (3 ok) in ")
+
+
+async def test_an_id_column_with_a_failed_row_stays_whole_and_feeds_another_map(
+    demo: DemoServer,
+) -> None:
+    async with orchestrator(user(demo)) as first:
+        ids = await first.map(pd.DataFrame({"id": [21, 0, 7]}), fields={"id": "user.id"})
+    assert str(ids["id"].dtype) == "Int64" and ids["id"][0] == 21 and ids["id"][1] is pd.NA
+    assert statuses(ids) == ["ok", "failed", "ok"]
+    demo.reset()
+    async with orchestrator(user(demo)) as second:
+        again = await second.map(ids[ids["status"] == "ok"][["id"]], fields={"name": "user.name"})
+    assert sorted(paths(demo, "/users/")) == ["/users/21", "/users/7"]  # never /users/21.0
+    assert list(again["name"]) == ["User 21", "User 7"]
