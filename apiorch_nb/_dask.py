@@ -67,13 +67,8 @@ def run_chunk(spec: WorkerSpec, inputs: Sequence[Mapping[str, Any]]) -> list[Row
             )
         mrun = orchestrator.last_map
         assert mrun is not None
-        width = len(mrun.fields)
-        return [
-            (o.status, o.error, mrun.row_values(o)[:width])
-            if o is not None
-            else ("pending", None, [])
-            for o in mrun.outcomes
-        ]
+        pending = ("pending", None, [None] * len(mrun.fields))
+        return [(o.status, o.error, o.values) if o else pending for o in mrun.outcomes]
 
     return asyncio.run(go())
 
@@ -160,7 +155,7 @@ async def _gather(
             start, stop, _ = chunks[i]
             results = await asyncio.to_thread(futures[i].result)
             for offset, (status, error, values) in enumerate(results):
-                mrun.record(start + offset, RowOutcome(status, error, values=values))
+                mrun.record(start + offset, RowOutcome(status, error, values))
                 notify("row_finished", mrun, start + offset)
     except BaseException:
         client.cancel([futures[i] for i in pending])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._call import CallState
@@ -49,19 +49,27 @@ async def run_rows(
     limits = RunLimits(max_concurrent, cfg.total_timeout, cfg.fail_fast, cfg.error_threshold)
     metrics = orchestrator._metrics
     slots = asyncio.Semaphore(max_concurrent)
+    loop = asyncio.get_running_loop()
     inputs = mrun.inputs
+    hide, values_of = svc.hide, mrun.values_of
 
     async def worker() -> None:
         for position in positions:  # one shared iterator: each row goes to one worker
             scheduler = Scheduler(
-                plan, svc, limits, run_input=inputs[position], metrics=metrics, slots=slots
+                plan,
+                svc,
+                limits,
+                run_input=inputs[position],
+                metrics=metrics,
+                slots=slots,
+                loop=loop,
             )
             try:
                 abort = await scheduler.run()
             except asyncio.CancelledError:
-                mrun.record(position, _outcome(scheduler, None, svc.hide, cancelled=True))
+                mrun.record(position, _outcome(scheduler, None, hide, values_of, cancelled=True))
                 raise
-            mrun.record(position, _outcome(scheduler, abort, svc.hide))
+            mrun.record(position, _outcome(scheduler, abort, hide, values_of))
             if on_row is not None:
                 on_row(position)
 
@@ -82,28 +90,35 @@ def _outcome(
     scheduler: Scheduler,
     abort: Exception | None,
     hide: Callable[[str], str],
+    values_of: Callable[[Mapping[str, Any]], list[Any]],
     *,
     cancelled: bool = False,
 ) -> RowOutcome:
+    """The row's status and error; its values; its records unless it simply went well."""
     records = scheduler.records
-    results = scheduler.ordered_results()
+    values = values_of(scheduler.results)
+    if abort is None and not cancelled and len(records) == 1:
+        # The common row, kept flat: one endpoint, answered.
+        (record,) = records.values()
+        if record._states[-1] is CallState.OK:
+            return RowOutcome("ok", None, values)
     if cancelled:
-        return RowOutcome("cancelled", None, results, records)
+        return RowOutcome("cancelled", None, values, records)
     if isinstance(abort, ConfigError):
-        return RowOutcome("failed", _one_line(hide(str(abort))), results, records)
+        return RowOutcome("failed", _one_line(hide(str(abort))), values, records)
     failed = next((r for r in records.values() if r._states[-1] in _FAILED and not r.rescued), None)
     if failed is not None:
         reason = getattr(failed.error, "reason", None) or str(failed.error)
         error = _one_line(hide(f"{failed.endpoint}: {reason}"))
-        return RowOutcome("failed", error, results, records)
+        return RowOutcome("failed", error, values, records)
     if abort is not None:
-        return RowOutcome("failed", _one_line(hide(str(abort))), results, records)
+        return RowOutcome("failed", _one_line(hide(str(abort))), values, records)
     states = [r._states[-1] for r in records.values()]
     if CallState.CACHED in states and all(
         s is CallState.CACHED or s is CallState.SKIPPED for s in states
     ):
-        return RowOutcome("cached", None, results, records)
-    return RowOutcome("ok", None, results, records)
+        return RowOutcome("cached", None, values)
+    return RowOutcome("ok", None, values)
 
 
 def _one_line(text: str) -> str:

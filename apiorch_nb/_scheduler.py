@@ -55,6 +55,7 @@ class Scheduler:
         run_input: Any,
         metrics: IOMetrics | None,
         slots: asyncio.Semaphore | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.plan = plan
         self.svc = services
@@ -92,6 +93,9 @@ class Scheduler:
         self._slots = slots if slots is not None else asyncio.Semaphore(limits.max_concurrent)
         self._deadline: float | None = None
         self._done: asyncio.Future[None] | None = None
+        # The running loop, passed in by `map` (once for all rows): on Python 3.11 each
+        # get_running_loop() / current_task() without a loop is a getpid() system call.
+        self._loop = loop
         self._inline: asyncio.Task[Any] | None = None  # the task running the lone root
         self._inline_cancelled = False
         #: Told about every call that reaches its outcome (the live-progress hook).
@@ -103,7 +107,7 @@ class Scheduler:
         Raises:
             asyncio.CancelledError: the caller was cancelled; every call is recorded first.
         """
-        loop = asyncio.get_running_loop()
+        loop = self._loop = self._loop or asyncio.get_running_loop()
         self._done = loop.create_future()
         if not self.plan.nodes:
             return None
@@ -133,10 +137,13 @@ class Scheduler:
             await self._stop()
         return self._abort
 
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop or asyncio.get_running_loop()
+
     async def _run_inline(self, node: Node) -> None:
         """Run `node`'s call in the current task, then release its dependants."""
         record = self.records[node.name]
-        self._inline = asyncio.current_task()
+        self._inline = asyncio.current_task(self._loop)
         try:
             await run_call(
                 node,
@@ -168,7 +175,7 @@ class Scheduler:
         if not self._inline_cancelled:
             return False
         self._inline_cancelled = False
-        task = asyncio.current_task()
+        task = asyncio.current_task(self._loop)
         if task is not None and hasattr(task, "uncancel"):  # Python 3.11+
             task.uncancel()
             return task.cancelling() == 0
@@ -189,9 +196,9 @@ class Scheduler:
                 record.to(CallState.SKIPPED)
                 self._finish(node, record, None)
                 # on the next loop turn, so a long chain of skips does not recurse
-                asyncio.get_running_loop().call_soon(self._release_children, node)
+                self._running_loop().call_soon(self._release_children, node)
                 return
-        task = asyncio.get_running_loop().create_task(
+        task = self._running_loop().create_task(
             run_call(
                 node,
                 record,
@@ -321,7 +328,7 @@ class Scheduler:
     def _stop_with(self, error: Exception) -> None:
         if self._abort is None:
             self._abort = error
-        current = asyncio.current_task()
+        current = asyncio.current_task(self._running_loop())
         for task in self._tasks:  # now: a call woken meanwhile must not send first
             if task is not current:
                 task.cancel()

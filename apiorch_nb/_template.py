@@ -114,6 +114,8 @@ def lookup(context: Mapping[str, Any], path: str) -> Any:
     Attribute steps never reach private or dunder names, so a template cannot walk from a
     result into the interpreter's internals.
     """
+    if "." not in path:  # {id}: the common case, one name
+        return context.get(path, _MISSING)
     head, *rest = path.split(".")
     value = context.get(head, _MISSING)
     for part in rest:

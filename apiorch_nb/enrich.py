@@ -43,14 +43,19 @@ FieldsSpec = str | Sequence[str] | Mapping[str, "str | FieldGetter"] | None
 
 @dataclass(slots=True)
 class RowOutcome:
-    """What one row's run came to; `results` maps endpoint name to its result."""
+    """What one row's run came to: its status, error and field values.
+
+    `values` are the row's field values, taken when the row ended (the responses
+    themselves are not kept: a 100,000-row map would hold every body). `records` are the
+    row's call records (attempts, timings, states) for rows that did not end ``ok`` or
+    ``cached``, the rows one needs to look into; per-endpoint latencies of every row are in
+    ``orchestrator.get_metrics()``.
+    """
 
     status: str
     error: str | None = None
-    results: dict[str, Any] = field(default_factory=dict)
+    values: list[Any] = field(default_factory=list)
     records: dict[str, CallRecord] = field(default_factory=dict)
-    #: The field values, when they were computed elsewhere (a Dask worker sends only these).
-    values: list[Any] | None = None
 
 
 def compile_fields(fields: FieldsSpec, endpoints: Sequence[str]) -> list[tuple[str, FieldGetter]]:
@@ -173,10 +178,11 @@ class MapRun:
         """The frame's cells for one row: each field, then status and error."""
         if outcome is None:
             return [None] * len(self.fields) + ["pending", None]
-        if outcome.values is not None:
-            return [*outcome.values, outcome.status, outcome.error]
-        results = outcome.results
-        return [get(results) for _, get in self.fields] + [outcome.status, outcome.error]
+        return [*outcome.values, outcome.status, outcome.error]
+
+    def values_of(self, results: Mapping[str, Any]) -> list[Any]:
+        """The field values of one row's `results` (endpoint name -> result)."""
+        return [get(results) for _, get in self.fields]
 
     def columns(self) -> list[str]:
         return [column for column, _ in self.fields] + [STATUS_COLUMN, ERROR_COLUMN]
