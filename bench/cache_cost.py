@@ -20,15 +20,12 @@ import argparse
 import asyncio
 import gc
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from apiorch_nb import APIEndpoint, APIOrchestrationConfig, APIOrchestrator, CallState
 from apiorch_nb.backends import RedisCache, SqliteCache
 from apiorch_nb.cache import Cache, MemoryCache
-from apiorch_nb.demo import DemoServer
+from apiorch_nb.demo import DemoServer, LocalRedis
 
 CALLS = 2000
 CONCURRENCY = 100
@@ -55,12 +52,6 @@ class Row:
     note: str = ""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _pin() -> int | None:
     """Pin this process to the second CPU; return the first, for redis-server (or None)."""
     if not hasattr(os, "sched_setaffinity"):
@@ -70,42 +61,6 @@ def _pin() -> int | None:
         return None
     os.sched_setaffinity(0, {cpus[1]})
     return cpus[0]
-
-
-@contextmanager
-def redis_server(cpu: int | None, workdir: Path) -> Iterator[str | None]:
-    """A redis-server on a free 127.0.0.1 port (its URL), or None if none is installed."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        yield None
-        return
-    port = _free_port()
-    args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
-    args += ["--appendonly", "no", "--dir", str(workdir)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
-        if cpu is not None:
-            os.sched_setaffinity(proc.pid, {cpu})
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start on port {port}")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0?prefix=bench"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _config(base_url: str) -> APIOrchestrationConfig:
@@ -206,7 +161,9 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=RUNS, help="timed runs per backend")
     args = parser.parse_args()
     redis_cpu = _pin()
-    with tempfile.TemporaryDirectory() as tmp, redis_server(redis_cpu, Path(tmp)) as url:
+    redis = LocalRedis(cpu=redis_cpu) if LocalRedis.available() else None
+    with tempfile.TemporaryDirectory() as tmp, redis or nullcontext():
+        url = f"{redis.url}?prefix=bench" if redis is not None else None
         print(
             f"{CALLS} cached GETs per run through APIOrchestrator.execute "
             f"(max_concurrent={CONCURRENCY}), {args.runs} runs; Python {sys.version.split()[0]}"

@@ -13,20 +13,16 @@ row's median as a multiple of PING's.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from apiorch_nb.backends import RedisRateLimiter
+from apiorch_nb.demo import LocalRedis
 from apiorch_nb.ratelimit import RateLimit
 
 N = 2_000
@@ -34,36 +30,11 @@ RUNS = 5
 Case = Callable[[str], Awaitable[float]]
 
 
-@contextmanager
-def redis_server() -> Iterator[str]:
-    """A throwaway redis-server on a free 127.0.0.1 port; yields its URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
+def redis_server() -> LocalRedis:
+    """A throwaway redis-server on a free 127.0.0.1 port; exits if none is installed."""
+    if not LocalRedis.available():
         sys.exit("redis-server is not installed (apt-get install -y redis-server)")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with tempfile.TemporaryDirectory() as workdir:
-        proc = subprocess.Popen(
-            [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-             "--appendonly", "no", "--dir", workdir],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("redis-server did not start") from None
-                    time.sleep(0.05)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            proc.terminate()
-            proc.wait(5)
+    return LocalRedis()
 
 
 def _limiter(url: str) -> RedisRateLimiter:
@@ -148,7 +119,8 @@ CASES: list[tuple[str, Case]] = [
 
 
 def main() -> None:
-    with redis_server() as url:
+    with redis_server() as redis:
+        url = redis.url
         rows = []
         for name, case in CASES:
             per_op = []

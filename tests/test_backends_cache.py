@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _app_server import serving
 from aiohttp import web
 from multidict import CIMultiDict
 
@@ -229,23 +230,17 @@ async def test_set_cookie_is_not_persisted_and_other_headers_are(backend: str) -
 
     app = web.Application()
     app.router.add_get("/login", login)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
     headers: list[dict[str, str]] = []
 
     def keep_headers(r: Response) -> Any:
         headers.append(dict(r.headers))
         return r.json()
 
-    ep = endpoint("login", f"http://127.0.0.1:{port}/login", response_parser=keep_headers)
-    try:
+    async with serving(app) as base_url:
+        ep = endpoint("login", f"{base_url}/login", response_parser=keep_headers)
         for _ in range(2):
             async with orchestrator(backend, ep) as o:
                 assert await o.execute() == {"login": {"ok": True}}
-    finally:
-        await runner.cleanup()
     assert seen == ["/login"]
     fresh, cached = headers
     assert "session=s3cr3t-cookie" in fresh["Set-Cookie"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -16,12 +17,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from apiorch_nb.demo import DemoServer, LimitViolation, RequestRecord, max_in_window
+from apiorch_nb.demo import DemoServer, LimitViolation, LocalRedis, RequestRecord, max_in_window
 
 
 @pytest.fixture
@@ -682,3 +684,11 @@ def test_max_in_window(times: list[float], window: float, expected: int) -> None
 def test_max_in_window_rejects_a_non_positive_window(window: float) -> None:
     with pytest.raises(ValueError, match="window"):
         max_in_window([1.0], window)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+def test_local_redis_pins_its_server_to_the_cpu_it_is_given(tmp_path: Path) -> None:
+    cpu = min(os.sched_getaffinity(0))
+    with LocalRedis(workdir=tmp_path, cpu=cpu) as redis:
+        assert redis._proc is not None
+        assert os.sched_getaffinity(redis._proc.pid) == {cpu}

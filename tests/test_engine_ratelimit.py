@@ -24,10 +24,14 @@ from apiorch_nb import (
 from apiorch_nb.demo import DemoServer, max_in_window
 
 
-def orchestrator(*endpoints: APIEndpoint, **config: Any) -> APIOrchestrator:
+def orchestrator(
+    *endpoints: APIEndpoint, limiter: str | None = None, **config: Any
+) -> APIOrchestrator:
     config.setdefault("mode", OrchestrationMode.PARALLEL)
     config.setdefault("max_concurrent", 50)
-    return APIOrchestrator(APIOrchestrationConfig(endpoints=list(endpoints), **config))
+    return APIOrchestrator(
+        APIOrchestrationConfig(endpoints=list(endpoints), **config), limiter=limiter
+    )
 
 
 def endpoint(name: str, url: str, **kwargs: Any) -> APIEndpoint:
@@ -167,11 +171,13 @@ async def test_limits_carry_over_between_executes(demo: DemoServer) -> None:
     assert arrivals[2] - arrivals[0] >= 0.3
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["in-memory", "redis"])
 async def test_a_call_cancelled_while_waiting_for_the_limit_spends_no_budget(
-    demo: DemoServer,
+    demo: DemoServer, request: pytest.FixtureRequest, shared: bool
 ) -> None:
+    limiter = request.getfixturevalue("redis_url") if shared else None
     ep = endpoint("data", f"{demo.url}/data/e", rate_limit=1)
-    async with orchestrator(ep, rate_limit_window=0.3) as o:
+    async with orchestrator(ep, rate_limit_window=0.3, limiter=limiter) as o:
         await o.execute()
         waiting = asyncio.create_task(o.execute())
         await asyncio.sleep(0.05)

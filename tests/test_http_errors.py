@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from _app_server import serving
 from aiohttp import web
 
 from apiorch_nb import (
@@ -158,15 +159,8 @@ async def test_a_redirect_loop_is_a_transport_error() -> None:
 
     app = web.Application()
     app.router.add_get("/loop", loop_back)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}/loop"
-        _, error = await failure(endpoint("loop", url))
-    finally:
-        await runner.cleanup()
+    async with serving(app) as base_url:
+        _, error = await failure(endpoint("loop", f"{base_url}/loop"))
     assert type(error) is TransportError
     assert isinstance(error.__cause__, aiohttp.TooManyRedirects)
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from _app_server import serving
 from aiohttp import web
 
 from apiorch_nb import (
@@ -128,15 +129,8 @@ async def gauge() -> AsyncIterator[Gauge]:
     app = web.Application()
     app.router.add_get("/slow/{key}", srv.slow)
     app.router.add_get("/html-error", srv.html_error)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    srv.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serving(app, shutdown_timeout=0.1) as srv.url:
         yield srv
-    finally:
-        await runner.cleanup()
 
 
 # -- one run per row --------------------------------------------------------------------------

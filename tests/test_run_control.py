@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from _app_server import serving
 from aiohttp import web
 
 from apiorch_nb import (
@@ -83,15 +84,8 @@ async def hang_server() -> AsyncIterator[HangServer]:
     srv = HangServer()
     app = web.Application()
     app.router.add_get("/hang", srv.handler)
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    srv.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serving(app, handler_cancellation=True, shutdown_timeout=0.1) as srv.url:
         yield srv
-    finally:
-        await runner.cleanup()
 
 
 # -- total_timeout --------------------------------------------------------------------------

@@ -7,6 +7,7 @@ A missing server is a clear error naming the package to install, never a silent 
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -28,9 +29,17 @@ class LocalRedis:
             orchestrator = APIOrchestrator(config, limiter=redis.url)
     """
 
-    def __init__(self, *, workdir: Path | None = None, binary: str = "redis-server") -> None:
+    def __init__(
+        self,
+        *,
+        workdir: Path | None = None,
+        binary: str = "redis-server",
+        cpu: int | None = None,
+    ) -> None:
+        """`cpu` pins the server process to that core, where the platform allows it."""
         self._binary = binary
         self._workdir = workdir
+        self._cpu = cpu
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -70,6 +79,8 @@ class LocalRedis:
             stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
+            if self._cpu is not None and hasattr(os, "sched_setaffinity"):
+                os.sched_setaffinity(self._proc.pid, {self._cpu})
             self._wait_until_answering()
         except BaseException:
             self.stop()
