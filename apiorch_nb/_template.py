@@ -174,6 +174,10 @@ def _render_str(text: str, context: Mapping[str, Any], endpoint: str, field: str
         value = lookup(context, pieces[i])
         if value is _MISSING:
             raise TemplateError(endpoint, pieces[i], field)
+        if value is None and field == "url":
+            # A URL with "null" in it is never what was meant: a missing id in a row
+            # fails that call (and its map row), rather than calling /users/null.
+            raise TemplateError(endpoint, pieces[i], field, why="is None (a missing value)")
         pieces[i] = _as_text(value)
     return "".join(pieces)
 

@@ -63,13 +63,13 @@ class ConfigError(OrchestrationError, ValueError):
 class TemplateError(ConfigError, KeyError):
     """A ``{placeholder}`` in an endpoint that neither the input nor earlier results fill."""
 
-    def __init__(self, endpoint: str, placeholder: str, field: str) -> None:
+    def __init__(self, endpoint: str, placeholder: str, field: str, *, why: str = "") -> None:
         self.endpoint = endpoint
         self.placeholder = placeholder
         self.field = field
         super().__init__(
-            f"endpoint {endpoint!r}: placeholder {{{placeholder}}} in {field} is not filled by "
-            "the input data or by an earlier endpoint's result"
+            f"endpoint {endpoint!r}: placeholder {{{placeholder}}} in {field} "
+            + (why or "is not filled by the input data or by an earlier endpoint's result")
         )
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message

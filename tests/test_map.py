@@ -298,15 +298,15 @@ async def test_a_post_without_body_sends_the_row_as_plain_json(demo: DemoServer)
 async def test_numpy_values_fill_templates_as_plain_python(demo: DemoServer) -> None:
     echo = endpoint(
         "echo",
-        demo.url + "/echo?id={id}&label=user-{id}-{rank}",
+        demo.url + "/echo?id={id}&label=user-{id}-{vip}",
         method="POST",
         body={"id": "{id}", "score": "{score}", "rank": "{rank}", "vip": "{vip}"},
     )
     async with orchestrator(echo) as o:
         out = await o.map(awkward_rows(), fields="echo.json")
     seen = demo.requests("/echo", method="POST")
-    assert [r.query for r in seen if r.query["id"] == "7"] == [{"id": "7", "label": "user-7-null"}]
-    assert [r.query for r in seen if r.query["id"] == "8"] == [{"id": "8", "label": "user-8-3"}]
+    assert [r.query for r in seen if r.query["id"] == "7"] == [{"id": "7", "label": "user-7-true"}]
+    assert [r.query for r in seen if r.query["id"] == "8"] == [{"id": "8", "label": "user-8-false"}]
     # a whole-value placeholder keeps the (plain) type in a JSON body
     assert sorted((r.json for r in seen), key=lambda b: b["id"]) == [
         {"id": 7, "score": 1.5, "rank": None, "vip": True},
@@ -807,3 +807,14 @@ async def test_an_id_column_with_a_failed_row_stays_whole_and_feeds_another_map(
         again = await second.map(ids[ids["status"] == "ok"][["id"]], fields={"name": "user.name"})
     assert sorted(paths(demo, "/users/")) == ["/users/21", "/users/7"]  # never /users/21.0
     assert list(again["name"]) == ["User 21", "User 7"]
+
+
+async def test_a_missing_value_in_a_url_fails_its_row_and_sends_nothing_for_it(
+    demo: DemoServer,
+) -> None:
+    rows = pd.DataFrame({"id": [1, None, 3]}, dtype="Int64")
+    async with orchestrator(user(demo)) as o:
+        frame = await o.map(rows, fields={"name": "user.name"})
+    assert statuses(frame) == ["ok", "failed", "ok"]
+    assert "placeholder {id} in url is None" in frame["error"][1]
+    assert sorted(paths(demo, "/users/")) == ["/users/1", "/users/3"]  # never /users/null

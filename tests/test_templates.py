@@ -506,3 +506,11 @@ def test_render_missing_raises_template_error(value: Any, field: str, placeholde
         f"endpoint 'svc': placeholder {{{placeholder}}} in {field} is not filled by the input "
         "data or by an earlier endpoint's result"
     )
+
+
+def test_none_in_a_url_is_an_error_but_json_null_elsewhere() -> None:
+    ctx = {"id": None}
+    with pytest.raises(TemplateError, match=r"placeholder \{id\} in url is None"):
+        render("http://h/users/{id}", ctx, "user", "url")
+    assert render("q={id}", ctx, "user", "params.q") == "q=null"
+    assert render({"id": "{id}"}, ctx, "user", "body") == {"id": None}
