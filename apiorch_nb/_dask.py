@@ -99,7 +99,7 @@ async def map_on_dask(
     names = [ep.name for ep in orchestrator.config.endpoints]
     compiled = compile_fields(fields, names)  # refuse bad fields here, not on every worker
     cluster = None
-    if client is None or client == "local":
+    if client == "local":
         client, cluster = await asyncio.to_thread(_local_client)
     elif not callable(getattr(client, "submit", None)):
         raise ConfigError(

@@ -275,7 +275,8 @@ class APIOrchestrator:
 
         `client` spreads the rows over a Dask cluster: a ``distributed.Client``, or
         ``"local"`` to start a `LocalCluster` for this map. Each worker runs this engine;
-        rate limits must then be shared (``limiter="redis://..."``).
+        rate limits must then be shared (``limiter="redis://..."``). Without a client the
+        map runs in this kernel, a Dask DataFrame's rows included.
 
         Raises:
             MapTimeout: `timeout` seconds passed; ``.map_run`` holds every row.
@@ -285,7 +286,10 @@ class APIOrchestrator:
             self.config.max_concurrent if max_concurrent is None else max_concurrent
         )
         watcher = self._observer(observer, type(self).default_map_observer)
-        if client is not None or is_dask_frame(rows):
+        if client is None and is_dask_frame(rows):
+            # No client: the map runs here, on the frame's rows (computed off the loop).
+            rows = await asyncio.to_thread(rows.compute)
+        if client is not None:
             from ._dask import map_on_dask
 
             return await map_on_dask(

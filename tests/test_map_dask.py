@@ -198,3 +198,20 @@ def test_client_local_starts_and_stops_its_own_cluster(demo: DemoServer) -> None
     out = asyncio.run(go())
     assert list(out["name"]) == [f"User {i}" for i in range(1, 21)]
     assert len([r for r in demo.log if r.path.count("/") == 2]) == 20
+
+
+def test_a_dask_dataframe_without_a_client_is_mapped_in_this_kernel(demo: DemoServer) -> None:
+    import dask.dataframe as dd
+
+    ddf = dd.from_pandas(pd.DataFrame({"id": [2, 1]}, index=["b", "a"]), npartitions=2)
+
+    async def go() -> APIOrchestrator:
+        async with APIOrchestrator(_config(demo, rate_limit=None)) as orchestrator:
+            await orchestrator.map(ddf, fields={"name": "user.name"})
+        return orchestrator
+
+    orchestrator = asyncio.run(go())
+    assert orchestrator.last_map is not None
+    frame = orchestrator.last_map.frame()
+    assert frame["name"].to_dict() == {"a": "User 1", "b": "User 2"}
+    assert orchestrator.get_metrics().total_requests == 4  # counted in this process
