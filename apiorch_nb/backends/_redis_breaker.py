@@ -15,29 +15,21 @@ last call.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import logging
 import math
-import os
 from typing import Any
 
 from .._redact import redact_url
 from ..breaker import BreakerOutcome, BreakerState, CircuitBreaker
 from ..errors import CircuitOpenError, ConfigError
-from ._redis_conn import RedisConnector
+from ._redis_conn import LUA_NOW, RedisConnector
 
 logger = logging.getLogger("apiorch_nb")
-
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-"""
 
 #: KEYS: state hash, probe lease. ARGV: token, lease_ms.
 #: Returns {state, failures, open_for_us, 1 if this caller is the probe}.
 _BEFORE = (
-    _NOW
+    LUA_NOW
     + """
 local h = redis.call('HMGET', KEYS[1], 'failures', 'open_until')
 local failures = tonumber(h[1]) or 0
@@ -54,7 +46,7 @@ return {'half_open', failures, 0, 0}
 #: KEYS: state hash, probe lease. ARGV: outcome, threshold, timeout_us, token.
 #: Mirrors CircuitBreaker.record_*; returns {state, failures, open_for_us, 1 if a probe is out}.
 _RECORD = (
-    _NOW
+    LUA_NOW
     + """
 local outcome = ARGV[1]
 if outcome == 'success' then
@@ -110,7 +102,7 @@ class RedisBreakerStore:
         ConfigError: a malformed URL or `probe_ttl`.
     """
 
-    __slots__ = ("_lease_ms", "_probes", "_redis", "_serial", "_tasks", "_token", "prefix")
+    __slots__ = ("_lease_ms", "_probes", "_redis", "prefix")
 
     def __init__(self, url: str, *, prefix: str | None = None, probe_ttl: float = 120.0) -> None:
         if not isinstance(probe_ttl, (int, float)) or not 0 < probe_ttl < math.inf:
@@ -120,10 +112,7 @@ class RedisBreakerStore:
         self._redis = RedisConnector(url, "breakers", prefix)
         self.prefix = self._redis.prefix
         self._lease_ms = max(1, round(probe_ttl * 1000))
-        self._token = os.urandom(6).hex()
-        self._serial = itertools.count(1)
         self._probes: dict[str, str] = {}  # breaker name -> the lease token this process holds
-        self._tasks: set[asyncio.Task[None]] = set()
 
     async def before_call(self, breaker: CircuitBreaker) -> BreakerState:
         """Admit one call (returning the shared state it was admitted in) or refuse it.
@@ -131,20 +120,20 @@ class RedisBreakerStore:
         Raises:
             CircuitOpenError: the shared circuit is open, or half-open with the probe out.
         """
-        token = f"{self._token}:{next(self._serial)}"
-        script = await self._redis.script(_BEFORE)
-        call = asyncio.ensure_future(script(keys=self._keys(breaker), args=[token, self._lease_ms]))
-        try:
-            # Shielded: only the reply says whether this caller took the probe lease.
-            name, failures, open_us, probe = await asyncio.shield(call)
-        except asyncio.CancelledError:
-            call.add_done_callback(lambda done: self._drop_lease(done, breaker, token))
-            raise
+        token = self._redis.new_id()
+        # Only the reply says whether this caller took the probe lease: a caller cancelled
+        # while asking hands it back once the reply lands.
+        name, failures, open_us, probe = await self._redis.shielded_script(
+            _BEFORE,
+            self._keys(breaker),
+            [token, self._lease_ms],
+            lambda reply: self._drop_lease(reply, breaker, token),
+        )
         state = _STATES[name]
+        # closed: open_us is 0 and no probe is out
+        breaker._adopt(state, int(failures), open_us / 1e6, state is not BreakerState.CLOSED)
         if state is BreakerState.CLOSED:
-            breaker._adopt(state, int(failures), 0.0, False)
             return state
-        breaker._adopt(state, int(failures), open_us / 1e6, True)
         if probe:
             self._probes[breaker.name] = token
             return state
@@ -163,29 +152,11 @@ class RedisBreakerStore:
             if token:
                 self._hand_back(breaker, token)
             return
-        await self._run_record(breaker, outcome, token)
-
-    async def reset(self, breaker: CircuitBreaker) -> None:
-        """Close the shared circuit (for every process) and this breaker."""
-        client = await self._redis.client()
-        await client.delete(*self._keys(breaker))
-        self._probes.pop(breaker.name, None)
-        breaker.reset()
-
-    async def aclose(self) -> None:
-        """Finish background writes, then close this loop's client."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._redis.aclose()
-
-    def __repr__(self) -> str:
-        return f"RedisBreakerStore({redact_url(self._redis.url)!r}, prefix={self.prefix!r})"
-
-    async def _run_record(self, breaker: CircuitBreaker, outcome: str, token: str) -> None:
-        args = [outcome, breaker.threshold, round(breaker.timeout * 1e6), token]
         try:
             script = await self._redis.script(_RECORD)
-            name, failures, open_us, probe = await script(keys=self._keys(breaker), args=args)
+            reply = await script(
+                keys=self._keys(breaker), args=_record_args(breaker, outcome, token)
+            )
         except Exception as exc:  # Redis unreachable: keep the engine going on local state
             logger.warning(
                 "breaker %r: could not record %s in Redis (%s); recorded locally only",
@@ -193,32 +164,49 @@ class RedisBreakerStore:
                 outcome,
                 exc,
             )
-            getattr(breaker, f"record_{outcome}")()
+            breaker.record(outcome)
             return
-        breaker._adopt(_STATES[name], int(failures), open_us / 1e6, bool(probe))
+        _adopt(breaker, reply)
 
-    def _drop_lease(self, done: asyncio.Future[Any], breaker: CircuitBreaker, token: str) -> None:
+    async def aclose(self) -> None:
+        """Finish background writes, then close this loop's client."""
+        await self._redis.aclose()
+
+    def __repr__(self) -> str:
+        return f"RedisBreakerStore({redact_url(self._redis.url)!r}, prefix={self.prefix!r})"
+
+    def _drop_lease(self, reply: list[Any], breaker: CircuitBreaker, token: str) -> None:
         """A caller cancelled while asking may have taken the probe lease: hand it back."""
-        if not done.cancelled() and done.exception() is None and done.result()[3]:
+        if reply[3]:
             self._hand_back(breaker, token)
 
     def _hand_back(self, breaker: CircuitBreaker, token: str) -> None:
         """Free the probe lease `token` in the background (a cancelled probe)."""
-        task = asyncio.get_running_loop().create_task(self._run_record(breaker, "ignored", token))
-        self._tasks.add(task)
-        task.add_done_callback(lambda done: self._handed_back(done, breaker, token))
-
-    def _handed_back(self, task: asyncio.Task[None], breaker: CircuitBreaker, token: str) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            # asyncio.run cancels every task at shutdown, maybe before this one began; free
-            # the lease anyway, or every process is refused until probe_ttl runs out.
-            args = ["ignored", breaker.threshold, round(breaker.timeout * 1e6), token]
-            try:
-                self._redis.sync_script(_RECORD)(keys=self._keys(breaker), args=args)
-            except Exception as exc:
-                logger.warning("breaker %r: could not free the probe (%s)", breaker.name, exc)
+        self._redis.background_script(
+            _RECORD,
+            self._keys(breaker),
+            _record_args(breaker, "ignored", token),
+            f"breaker {breaker.name!r}: could not free the probe in Redis",
+            lambda reply: _handed_back(breaker, reply),
+        )
 
     def _keys(self, breaker: CircuitBreaker) -> list[str]:
         key = f"{self.prefix}:cb:{breaker.name}"
         return [key, key + ":probe"]
+
+
+def _record_args(breaker: CircuitBreaker, outcome: str, token: str) -> list[Any]:
+    return [outcome, breaker.threshold, round(breaker.timeout * 1e6), token]
+
+
+def _handed_back(breaker: CircuitBreaker, reply: list[Any] | None) -> None:
+    if reply is None:  # Redis unreachable: the lease frees itself after probe_ttl
+        breaker.record_ignored()
+    else:
+        _adopt(breaker, reply)
+
+
+def _adopt(breaker: CircuitBreaker, reply: list[Any]) -> None:
+    """Copy the shared state a `_RECORD` reply reports into `breaker`."""
+    name, failures, open_us, probe = reply
+    breaker._adopt(_STATES[name], int(failures), open_us / 1e6, bool(probe))

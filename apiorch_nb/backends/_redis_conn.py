@@ -16,6 +16,9 @@ queues the surplus on the connections it has.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
+import os
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable
@@ -29,6 +32,15 @@ if TYPE_CHECKING:
     import redis
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript, Script
+
+logger = logging.getLogger("apiorch_nb")
+
+#: Lua that sets ``now`` to Redis ``TIME`` in microseconds, the one clock every process
+#: shares; the first lines of every script that reads the time.
+LUA_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+"""
 
 #: Start of every key the Redis backends write: ``{prefix}:cache:...``, ``{prefix}:rl:...``,
 #: ``{prefix}:cb:...``.
@@ -47,16 +59,26 @@ _UNLINK_BATCH = 500
 class RedisConnector:
     """The clients for one ``redis://`` URL: async per running loop, one sync.
 
-    `what` (``"cache"``, ``"limiter"``, ...) starts every error message.
+    `what` (``"cache"``, ``"limiter"``, ...) starts every error message. The connector
+    also owns its backend's background writes (`background_script`) and ids (`new_id`).
 
     Raises:
         ConfigError: a malformed URL or prefix, or redis-py is not installed.
     """
 
-    __slots__ = ("_clients", "_lock", "_sync", "_sync_scripts", "prefix", "url", "what")
+    __slots__ = (
+        "_clients",
+        "_lock",
+        "_serial",
+        "_sync",
+        "_sync_scripts",
+        "_token",
+        "prefix",
+        "tasks",
+        "url",
+    )
 
     def __init__(self, url: str, what: str, prefix: str | None = None) -> None:
-        self.what = what
         self.url, url_prefix = split_url(url, what)
         if prefix is not None and (not isinstance(prefix, str) or not prefix):
             raise ConfigError(f"{what}: prefix must be a non-empty string, got {prefix!r}")
@@ -72,6 +94,14 @@ class RedisConnector:
         self._lock = threading.Lock()  # Dask worker threads may each add their loop's client
         self._sync: redis.Redis | None = None
         self._sync_scripts: dict[str, Script] = {}
+        self._token = os.urandom(6).hex()  # ids unique across processes
+        self._serial = itertools.count(1)
+        #: background writes in flight (`background_script`); `aclose` waits for them
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def new_id(self) -> str:
+        """An id no other call, connector or process hands out (a member, a lease token)."""
+        return f"{self._token}:{next(self._serial)}"
 
     async def script(self, lua: str) -> AsyncScript:
         """`lua` bound to the running loop's client (EVALSHA, loaded again on NOSCRIPT)."""
@@ -104,6 +134,77 @@ class RedisConnector:
             script = self._sync_scripts[lua] = self.sync_client().register_script(lua)
         return script
 
+    async def shielded_script(
+        self, lua: str, keys: list[str], args: list[Any], undo: Callable[[Any], None]
+    ) -> Any:
+        """Run `lua`; if the caller is cancelled meanwhile, `undo(reply)` once the reply lands.
+
+        The command is shielded: cut off mid-flight, nobody would know whether Redis did
+        it (admitted, took a lease), and only its reply says what there is to undo.
+        """
+        script = await self.script(lua)
+        call = asyncio.ensure_future(script(keys=keys, args=args))
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            call.add_done_callback(lambda done: _undo(done, undo))
+            raise
+
+    def background_script(
+        self,
+        lua: str,
+        keys: list[str],
+        args: list[Any],
+        what: str,
+        then: Callable[[Any], None],
+    ) -> None:
+        """Run `lua` in a task on the running loop (at once through the sync client if none).
+
+        A failure is logged as a warning, ``"{what} ({error})"``; then `then` gets the
+        reply, or None if it failed. A task cancelled before it landed (``asyncio.run``
+        cancels every task at shutdown, maybe before this one began) runs the script
+        through the sync client instead, without `then`: the scripts are idempotent, and
+        a write left undone would hold capacity or a lease in every process until its TTL.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            then(self._run_sync(lua, keys, args, what))
+            return
+        task = loop.create_task(self._run_async(lua, keys, args, what, then))
+        self.tasks.add(task)
+        task.add_done_callback(lambda done: self._landed(done, lua, keys, args, what))
+
+    async def _run_async(
+        self,
+        lua: str,
+        keys: list[str],
+        args: list[Any],
+        what: str,
+        then: Callable[[Any], None],
+    ) -> None:
+        try:
+            script = await self.script(lua)
+            reply = await script(keys=keys, args=args)
+        except Exception as exc:  # the Redis connection failed
+            logger.warning("%s (%s)", what, exc)
+            reply = None
+        then(reply)
+
+    def _landed(
+        self, task: asyncio.Task[None], lua: str, keys: list[str], args: list[Any], what: str
+    ) -> None:
+        self.tasks.discard(task)
+        if task.cancelled():
+            self._run_sync(lua, keys, args, what)
+
+    def _run_sync(self, lua: str, keys: list[str], args: list[Any], what: str) -> Any:
+        try:
+            return self.sync_script(lua)(keys=keys, args=args)
+        except Exception as exc:
+            logger.warning("%s (%s)", what, exc)
+            return None
+
     def unlink_matching(self, pattern: str, where: Callable[[str], bool] | None = None) -> None:
         """Delete the keys that match the SCAN `pattern` and pass `where`, in batches (sync).
 
@@ -123,14 +224,19 @@ class RedisConnector:
             client.unlink(*batch)
 
     async def aclose(self) -> None:
-        """Close the running loop's client and the sync client; later calls reopen them."""
+        """Finish the background writes, then close this loop's client and the sync one.
+
+        Later calls reopen them.
+        """
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
         with self._lock:
             entry = self._clients.pop(asyncio.get_running_loop(), None)
         if entry is not None:
             await entry.keeper.aclose()
-        self.close_sync()
+        self._close_sync()
 
-    def close_sync(self) -> None:
+    def _close_sync(self) -> None:
         sync, self._sync = self._sync, None
         self._sync_scripts.clear()
         if sync is not None:
@@ -162,6 +268,11 @@ class _LoopClient:
         self.client = client
         self.keeper = keeper
         self.scripts: dict[str, AsyncScript] = {}
+
+
+def _undo(done: asyncio.Future[Any], undo: Callable[[Any], None]) -> None:
+    if not done.cancelled() and done.exception() is None:
+        undo(done.result())
 
 
 async def _close_on_shutdown(client: Redis) -> AsyncGenerator[None, None]:

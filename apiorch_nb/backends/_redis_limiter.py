@@ -35,10 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import logging
 import math
-import os
 from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
@@ -46,13 +43,18 @@ from typing import Any, Literal
 from .._redact import redact_url
 from ..errors import ConfigError
 from ..ratelimit import RateLimit, RateLimiterConfig, RateLimitStatus, RateUsage
-from ..ratelimit._types import _check_rates
+from ..ratelimit._types import (
+    _category_names,
+    _check_rates,
+    _checked_config,
+    _int_weight,
+    _not_a_name,
+    _too_heavy,
+)
 from . import _redis_limiter_lua as lua
 from ._redis_conn import RedisConnector, glob_escape
 from ._redis_permit import RedisPermit
-from ._redis_waiters import Waiter, kick_head, sleep
-
-logger = logging.getLogger("apiorch_nb")
+from ._redis_waiters import Waiter, drop_stranded, kick_head, sleep
 
 
 class RedisRateLimiter:
@@ -86,9 +88,6 @@ class RedisRateLimiter:
         "_queues",
         "_rates",
         "_redis",
-        "_serial",
-        "_tasks",
-        "_token",
         "_used",
         "config",
         "prefix",
@@ -103,29 +102,18 @@ class RedisRateLimiter:
         pending_ttl: float = 120.0,
         margin: float = 0.005,
     ) -> None:
-        if config is None:
-            config = RateLimiterConfig()
-        elif not isinstance(config, RateLimiterConfig):
-            raise ConfigError(f"config must be a RateLimiterConfig, got {config!r}")
+        config, self._default, self._rates = _checked_config(config)
         for name, value in (("pending_ttl", pending_ttl), ("margin", margin)):
             if not isinstance(value, (int, float)) or not 0 <= value < math.inf:
                 raise ConfigError(f"RedisRateLimiter: {name} must be seconds >= 0, got {value!r}")
         self._redis = RedisConnector(url, "limiter", prefix)
         self.prefix = self._redis.prefix
         self.config = config  #: the configuration at construction; see configure()
-        self._default = _check_rates("default_rates", config.default_rates)
-        self._rates = {
-            name: _check_rates(f"categories[{name!r}]", rates)
-            for name, rates in config.categories.items()
-        }
         self._hold_us = max(1, round(pending_ttl * 1e6))
         self._margin_us = round(margin * 1e6)
         self._plans: dict[tuple[str, ...], _Plan] = {}
         self._queues: dict[tuple[str, ...], deque[Waiter]] = {}
         self._used: set[str] = set()  # categories admitted against here (configure carries)
-        self._token = os.urandom(6).hex()  # member ids unique across processes
-        self._serial = itertools.count(1)
-        self._tasks: set[asyncio.Task[None]] = set()  # settles and refunds in flight
 
     # -- the Limiter protocol ------------------------------------------------------------
 
@@ -140,7 +128,7 @@ class RedisRateLimiter:
             RateLimitTimeout: ``timeout`` seconds passed first; the waiter left the queue.
         """
         if not isinstance(category, str):
-            raise ConfigError(f"rate limit category must be a str, got {category!r}")
+            raise _not_a_name(category)
         _, _, _, waited = await self._admit((category,), weight, 0, timeout)
         return waited
 
@@ -157,7 +145,7 @@ class RedisRateLimiter:
             ConfigError: ``categories`` is a str, or ``weight`` can never fit.
             RateLimitTimeout: ``timeout`` seconds passed first; the waiter left the queue.
         """
-        cats = _names(categories)
+        cats = _category_names(categories)
         plan, member, stamp, waited = await self._admit(cats, weight, self._hold_us, timeout)
         return RedisPermit(self, cats, plan.keys, member, weight, stamp, waited)
 
@@ -173,7 +161,7 @@ class RedisRateLimiter:
             return True
         if any(category in cats and q for cats, q in self._queues.items()):
             return False
-        member = f"{self._token}:{next(self._serial)}"
+        member = self._redis.new_id()
         args = [weight, 0, member, self._margin_us, *plan.rate_args]
         reply = self._redis.sync_script(lua.ADMIT)(keys=plan.keys, args=args)
         if reply[0]:
@@ -224,7 +212,7 @@ class RedisRateLimiter:
         """
         checked = _check_rates(f"configure({category!r}) rates", rates)
         if not isinstance(category, str):
-            raise ConfigError(f"rate limit category must be a str, got {category!r}")
+            raise _not_a_name(category)
         old = self._rates.get(category, self._default)
         self._rates[category] = checked
         if old == checked:
@@ -241,9 +229,12 @@ class RedisRateLimiter:
 
     async def aclose(self) -> None:
         """Finish the settles in flight, then close this loop's client and the sync one."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._redis.aclose()
+
+    @property
+    def _tasks(self) -> set[asyncio.Task[None]]:
+        """The settles and refunds in flight (bench/redis_limiter_cost.py waits for them)."""
+        return self._redis.tasks
 
     def __repr__(self) -> str:
         waiting = sum(len(q) for q in self._queues.values())
@@ -272,7 +263,7 @@ class RedisRateLimiter:
             while queue[0] is not waiter:
                 await sleep(waiter, None, deadline, timeout, plan.owners[0])
             while True:
-                member = f"{self._token}:{next(self._serial)}"
+                member = self._redis.new_id()
                 reply = await self._ask(plan, member, weight, hold_us)
                 if reply[0]:
                     self._used.update(cats)
@@ -287,20 +278,14 @@ class RedisRateLimiter:
             self._leave(queue, waiter)
 
     async def _ask(self, plan: _Plan, member: str, weight: int, hold_us: int) -> list[Any]:
-        script = await self._redis.script(lua.ADMIT)
         args = [weight, hold_us, member, self._margin_us, *plan.rate_args]
-        call = asyncio.ensure_future(script(keys=plan.keys, args=args))
-        try:
-            # Shielded: a cancelled caller must not cut the command off mid-flight, since
-            # only its reply says whether Redis admitted it (and so must be refunded).
-            return await asyncio.shield(call)  # type: ignore[no-any-return]
-        except asyncio.CancelledError:
-            call.add_done_callback(lambda done: self._refund(done, plan, member, weight))
-            raise
+        return await self._redis.shielded_script(  # type: ignore[no-any-return]
+            lua.ADMIT, plan.keys, args, lambda reply: self._refund(reply, plan, member, weight)
+        )
 
-    def _refund(self, done: asyncio.Future[Any], plan: _Plan, member: str, weight: int) -> None:
+    def _refund(self, reply: list[Any], plan: _Plan, member: str, weight: int) -> None:
         """Release an admission whose caller was cancelled before it heard the reply."""
-        if not done.cancelled() and done.exception() is None and done.result()[0]:
+        if reply[0]:
             cats = tuple(dict.fromkeys(plan.owners))
             self._finish(plan.keys, "release", member, weight, 0, 0, cats)
 
@@ -331,44 +316,18 @@ class RedisRateLimiter:
         floor_us: int,
         cats: tuple[str, ...],
     ) -> None:
-        """Re-stamp or remove a permit's entries: in the background on a running loop."""
-        args = [action, member, weight, ago_us, floor_us]
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._finish_sync(keys, args)
-            self._wake(cats)
-            return
-        task = loop.create_task(self._finish_async(keys, args, cats))
-        self._tasks.add(task)
-        task.add_done_callback(lambda done: self._finished(done, keys, args))
+        """Re-stamp or remove a permit's entries (in the background on a running loop).
 
-    def _finished(self, task: asyncio.Task[None], keys: list[str], args: list[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            # asyncio.run cancels every task at shutdown, maybe before this one even began;
-            # land the write anyway (it is idempotent), or every process counts these
-            # entries as used until pending_ttl runs out.
-            self._finish_sync(keys, args)
-
-    async def _finish_async(self, keys: list[str], args: list[Any], cats: tuple[str, ...]) -> None:
-        try:
-            script = await self._redis.script(lua.FINISH)
-            await script(keys=keys, args=args)
-        except Exception as exc:  # the Redis connection failed
-            logger.warning(
-                "rate limiter: could not %s a permit in Redis (%s); its capacity returns "
-                "after pending_ttl",
-                args[0],
-                exc,
-            )
-        self._wake(cats)
-
-    def _finish_sync(self, keys: list[str], args: list[Any]) -> None:
-        try:
-            self._redis.sync_script(lua.FINISH)(keys=keys, args=args)
-        except Exception as exc:
-            logger.warning("rate limiter: could not %s a permit in Redis (%s)", args[0], exc)
+        Then wake the waiters of ``cats``, whether or not Redis took the write.
+        """
+        self._redis.background_script(
+            lua.FINISH,
+            keys,
+            [action, member, weight, ago_us, floor_us],
+            f"rate limiter: could not {action} a permit in Redis; its capacity returns after "
+            "pending_ttl",
+            lambda _: self._wake(cats),
+        )
 
     # -- plans -------------------------------------------------------------------------------
 
@@ -384,8 +343,7 @@ class RedisRateLimiter:
         queue = self._queues.get(cats)
         if queue is None:
             queue = self._queues[cats] = deque()
-        while queue and queue[0].loop.is_closed():
-            queue.popleft()  # stranded on a loop closed under it (a notebook restarting)
+        drop_stranded(queue)
         return queue
 
     def _key(self, category: str, rate: RateLimit) -> str:
@@ -405,25 +363,9 @@ class _Plan:
         self.max_weight: float = min((r.limit for r in self.rates), default=math.inf)
 
 
-def _names(categories: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(categories, str):
-        raise ConfigError(f"categories must be a list of names, got the str {categories!r}")
-    names = tuple(dict.fromkeys(categories))  # a duplicate would charge twice
-    for name in names:
-        if not isinstance(name, str):
-            raise ConfigError(f"rate limit category must be a str, got {name!r}")
-    return names
-
-
 def _check_weight(weight: object, plan: _Plan) -> None:
     if type(weight) is int and 1 <= weight <= plan.max_weight:
         return
-    if not isinstance(weight, int) or isinstance(weight, bool) or weight < 1:
-        raise ConfigError(f"weight must be an int >= 1, got {weight!r}")
-    cat, rate = next(
-        (c, r) for c, r in zip(plan.owners, plan.rates, strict=True) if weight > r.limit
-    )
-    raise ConfigError(
-        f"weight {weight} can never be admitted in category {cat!r}: "
-        f"its rate allows at most {rate.limit} per {rate.interval:g}s"
-    )
+    checked = _int_weight(weight)
+    if checked > plan.max_weight:
+        raise _too_heavy(checked, zip(plan.owners, plan.rates, strict=True))

@@ -14,10 +14,11 @@ global) is admitted in all of them or in none.
 
 from __future__ import annotations
 
-_PRELUDE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+from ._redis_conn import LUA_NOW
 
+_PRELUDE = (
+    LUA_NOW
+    + """
 local function members(id, weight)
   if weight == 1 then return {id} end
   local m = {}
@@ -39,6 +40,7 @@ local function keep_alive(key, span)
   end
 end
 """
+)
 
 #: KEYS: the rate keys. ARGV: weight, hold_us (0: stamped now; > 0: pending for that long),
 #: member id, margin_us, then (limit, interval_us) per key.

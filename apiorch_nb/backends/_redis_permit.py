@@ -23,7 +23,6 @@ class RedisPermit:
         "_limiter",
         "_member",
         "_state",
-        "admitted_at",
         "categories",
         "stamp_us",
         "waited",
@@ -47,7 +46,6 @@ class RedisPermit:
         self.categories = categories
         self.weight = weight
         self.stamp_us = stamp_us  #: Redis ``TIME`` at admission, in microseconds
-        self.admitted_at = time.monotonic()  #: ``time.monotonic()`` at admission
         self.waited = waited  #: seconds spent queued
 
     @property

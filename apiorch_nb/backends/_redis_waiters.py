@@ -57,9 +57,14 @@ def _set(fut: asyncio.Future[bool], kicked: bool) -> None:
         fut.set_result(kicked)
 
 
-def kick_head(queue: deque[Waiter]) -> None:
+def drop_stranded(queue: deque[Waiter]) -> None:
+    """Drop the heads stranded on a loop closed under them (a notebook restarting)."""
     while queue and queue[0].loop.is_closed():
         queue.popleft()
+
+
+def kick_head(queue: deque[Waiter]) -> None:
+    drop_stranded(queue)
     if queue:
         head = queue[0]
         if head.future is not None and not head.future.done():

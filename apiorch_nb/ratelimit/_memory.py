@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
-from ..errors import ConfigError, RateLimitTimeout
+from ..errors import RateLimitTimeout
 from ._permit import Permit
-from ._types import RateLimit, RateLimiterConfig, RateLimitStatus, RateUsage, _check_rates
+from ._types import (
+    RateLimit,
+    RateLimiterConfig,
+    RateLimitStatus,
+    RateUsage,
+    _check_rates,
+    _checked_config,
+    _int_weight,
+    _not_a_name,
+    _one_str,
+    _too_heavy,
+)
 from ._window import _Category, _monotonic, _Waiter
 
 
@@ -30,16 +41,8 @@ class InMemoryRateLimiter:
     __slots__ = ("_cats", "_default", "_rates", "config")
 
     def __init__(self, config: RateLimiterConfig | None = None) -> None:
-        if config is None:
-            config = RateLimiterConfig()
-        elif not isinstance(config, RateLimiterConfig):
-            raise ConfigError(f"config must be a RateLimiterConfig, got {config!r}")
+        config, self._default, self._rates = _checked_config(config)
         self.config = config  #: the configuration at construction; see configure()
-        self._default = _check_rates("default_rates", config.default_rates)
-        self._rates = {
-            name: _check_rates(f"categories[{name!r}]", rates)
-            for name, rates in config.categories.items()
-        }
         self._cats: dict[str, _Category] = {}
 
     # -- public API ----------------------------------------------------------------------
@@ -98,7 +101,7 @@ class InMemoryRateLimiter:
         now = _monotonic()
         for cat in cats:
             if weight > cat.max_weight:
-                raise _too_heavy(weight, cats)
+                raise _too_heavy(weight, _rates_of(cats))
             if cat.waiters or not cat.room(weight, now):
                 _checked_weight(weight, cats)  # the rest of the categories, before queueing
                 return await self._wait(cats, weight, timeout)
@@ -187,13 +190,13 @@ class InMemoryRateLimiter:
         cat = self._cats.get(name)
         if cat is None:
             if not isinstance(name, str):
-                raise ConfigError(f"rate limit category must be a str, got {name!r}")
+                raise _not_a_name(name)
             cat = self._cats[name] = _Category(name, self._rates.get(name, self._default))
         return cat
 
     def _categories(self, names: Sequence[str]) -> tuple[_Category, ...]:
         if isinstance(names, str):
-            raise ConfigError(f"categories must be a list of names, got the str {names!r}")
+            raise _one_str(names)
         get = self._cats.get
         if len(names) == 1:
             name = names[0]
@@ -256,7 +259,7 @@ class InMemoryRateLimiter:
                 return
             if any(waiter.weight > c.max_weight for c in waiter.queues):  # configure() shrank
                 work.extend(self._dequeue(waiter))
-                fut.set_exception(_too_heavy(waiter.weight, waiter.queues))
+                fut.set_exception(_too_heavy(waiter.weight, _rates_of(waiter.queues)))
                 continue
             when = max(c.free_at(waiter.weight, now) for c in waiter.queues)
             if when > now:
@@ -321,17 +324,11 @@ class InMemoryRateLimiter:
 
 
 def _checked_weight(weight: object, cats: Iterable[_Category]) -> int:
-    if not isinstance(weight, int) or isinstance(weight, bool) or weight < 1:
-        raise ConfigError(f"weight must be an int >= 1, got {weight!r}")
-    weight = int(weight)
-    if any(weight > c.max_weight for c in cats):
-        raise _too_heavy(weight, cats)
-    return weight
+    checked = _int_weight(weight)
+    if any(checked > c.max_weight for c in cats):
+        raise _too_heavy(checked, _rates_of(cats))
+    return checked
 
 
-def _too_heavy(weight: int, cats: Iterable[_Category]) -> ConfigError:
-    cat, rate = next((c, r) for c in cats for r in c.rates if weight > r.limit)
-    return ConfigError(
-        f"weight {weight} can never be admitted in category {cat.name!r}: "
-        f"its rate allows at most {rate.limit} per {rate.interval:g}s"
-    )
+def _rates_of(cats: Iterable[_Category]) -> Iterator[tuple[str, RateLimit]]:
+    return ((c.name, r) for c in cats for r in c.rates)

@@ -95,6 +95,69 @@ def _check_rates(where: str, rates: object) -> tuple[RateLimit, ...]:
     return checked
 
 
+def _checked_config(
+    config: object,
+) -> tuple[RateLimiterConfig, tuple[RateLimit, ...], dict[str, tuple[RateLimit, ...]]]:
+    """``config`` (None: an empty one), its default rates and its rates per category.
+
+    Raises:
+        ConfigError: ``config`` is not a :class:`RateLimiterConfig`, or its rates are bad.
+    """
+    if config is None:
+        config = RateLimiterConfig()
+    elif not isinstance(config, RateLimiterConfig):
+        raise ConfigError(f"config must be a RateLimiterConfig, got {config!r}")
+    default = _check_rates("default_rates", config.default_rates)
+    rates = {
+        name: _check_rates(f"categories[{name!r}]", rates)
+        for name, rates in config.categories.items()
+    }
+    return config, default, rates
+
+
+def _category_names(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` without repeats (a repeat would queue and charge twice).
+
+    Raises:
+        ConfigError: ``names`` is one str, or holds something that is not a str.
+    """
+    if isinstance(names, str):
+        raise _one_str(names)
+    unique = tuple(dict.fromkeys(names))
+    for name in unique:
+        if not isinstance(name, str):
+            raise _not_a_name(name)
+    return unique
+
+
+def _one_str(names: str) -> ConfigError:
+    return ConfigError(f"categories must be a list of names, got the str {names!r}")
+
+
+def _not_a_name(name: object) -> ConfigError:
+    return ConfigError(f"rate limit category must be a str, got {name!r}")
+
+
+def _int_weight(weight: object) -> int:
+    """``weight`` if it is an int >= 1 (bool is not).
+
+    Raises:
+        ConfigError: it is not.
+    """
+    if not isinstance(weight, int) or isinstance(weight, bool) or weight < 1:
+        raise ConfigError(f"weight must be an int >= 1, got {weight!r}")
+    return int(weight)
+
+
+def _too_heavy(weight: int, rates: Iterable[tuple[str, RateLimit]]) -> ConfigError:
+    """The error for ``weight`` above the first of ``rates`` (category, rate) it exceeds."""
+    name, rate = next((n, r) for n, r in rates if weight > r.limit)
+    return ConfigError(
+        f"weight {weight} can never be admitted in category {name!r}: "
+        f"its rate allows at most {rate.limit} per {rate.interval:g}s"
+    )
+
+
 class PermitLike(Protocol):
     """What a :class:`Limiter` backend hands back from ``acquire_permit``."""
 
