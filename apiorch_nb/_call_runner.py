@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable, Coroutine, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from types import CoroutineType
 from typing import Any
@@ -303,9 +303,11 @@ async def _send(
             record.to(CallState.BACKING_OFF)
             await asyncio.sleep(delay)
     except BaseException as exc:
-        told = _tell_breaker(breaker, exc, store)
-        if told is not None:
-            await told
+        outcome = _breaker_outcome(exc)
+        if store is None:
+            breaker.record(outcome)
+        else:  # "ignored" never suspends (BreakerStore.record), so a cancel goes on at once
+            await store.record(breaker, outcome)
         raise
 
 
@@ -350,42 +352,17 @@ def _retry_delay(
     return decision.delay if decision.retry else None
 
 
-def _tell_breaker(
-    breaker: CircuitBreaker, exc: BaseException, store: BreakerStore | None = None
-) -> Coroutine[Any, Any, None] | None:
-    """The breaker hears once per call, after its retries; returns the store's write to await.
+def _breaker_outcome(exc: BaseException) -> BreakerOutcome:
+    """What a call that ended in `exc` tells its breaker, once, after its retries.
 
     5xx, 429, transport errors and timeouts count against it; any other 4xx means the
     service answered, so it counts as healthy; a cancelled call says nothing either way.
-    With a store, a cancelled call is recorded in the background, never awaited here: a
-    Redis error raised in that await would replace (swallow) the CancelledError, and a
-    slow Redis would hold the cancellation up.
     """
-    outcome: BreakerOutcome
     if isinstance(exc, (TransportError, CallTimeout)):
-        outcome = "failure"
-    elif isinstance(exc, HTTPStatusError):
-        outcome = "failure" if exc.status >= 500 or exc.status == 429 else "success"
-    else:
-        outcome = "ignored"
-    if store is not None:
-        if outcome != "ignored":
-            return store.record(breaker, outcome)
-        breaker.record_ignored()
-        task = asyncio.ensure_future(store.record(breaker, outcome))
-        _BREAKER_WRITES.add(task)
-        task.add_done_callback(_BREAKER_WRITES.discard)
-    elif outcome == "failure":
-        breaker.record_failure()
-    elif outcome == "success":
-        breaker.record_success()
-    else:
-        breaker.record_ignored()
-    return None
-
-
-#: Background breaker-store writes of cancelled calls, kept so they are not collected.
-_BREAKER_WRITES: set[asyncio.Future[None]] = set()
+        return "failure"
+    if isinstance(exc, HTTPStatusError):
+        return "failure" if exc.status >= 500 or exc.status == 429 else "success"
+    return "ignored"
 
 
 def _log_request(ep: APIEndpoint, request: Request, svc: Services) -> None:

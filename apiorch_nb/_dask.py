@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from ._map import drive
 from ._rows import is_dask_frame, plain, table_rows
+from .backends import url_scheme
 from .enrich import FieldsSpec, MapRun, RowOutcome, compile_fields
 from .errors import ConfigError
-from .progress import Watch
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -110,21 +110,21 @@ async def map_on_dask(
         spec = WorkerSpec(
             orchestrator.config,
             dict(orchestrator.backend_urls),
-            dict(orchestrator._secrets),
+            dict(orchestrator._services.secrets),
             fields,
             max(1, max_concurrent // threads),
         )
         if is_dask_frame(rows):
-            mrun, chunks = await asyncio.to_thread(_frame_chunks, rows, compiled, spec)
+            mrun, chunks = await asyncio.to_thread(_frame_chunks, rows, compiled)
         else:
             index, inputs, index_names = table_rows(rows)
             mrun = MapRun(index, inputs, compiled, index_names=index_names)
             chunks = _list_chunks(len(inputs), threads * CHUNKS_PER_THREAD)
         mrun.secret_values = tuple(spec.secrets.values())
         orchestrator.last_map = mrun
-        watch = Watch(observer, mrun) if observer is not None else None
-        notify = watch.notify if watch is not None else _ignore
-        return await drive(mrun, _gather(client, spec, mrun, chunks, notify), timeout, watch)
+        return await drive(
+            mrun, lambda on_row: _gather(client, spec, mrun, chunks, on_row), timeout, observer
+        )
     finally:
         if cluster is not None:
             await asyncio.to_thread(_close, client, cluster)
@@ -135,7 +135,7 @@ async def _gather(
     spec: WorkerSpec,
     mrun: MapRun,
     chunks: list[tuple[int, int, Any]],
-    notify: Callable[..., None],
+    on_row: Callable[[int], None] | None,
 ) -> None:
     """Submit every chunk, file each as it comes back; on cancel, cancel what is left."""
     loop = asyncio.get_running_loop()
@@ -156,7 +156,8 @@ async def _gather(
             results = await asyncio.to_thread(futures[i].result)
             for offset, (status, error, values) in enumerate(results):
                 mrun.record(start + offset, RowOutcome(status, error, values))
-                notify("row_finished", mrun, start + offset)
+                if on_row is not None:
+                    on_row(start + offset)
     except BaseException:
         client.cancel([futures[i] for i in pending])
         for i in pending:
@@ -185,7 +186,7 @@ def _list_chunks(n: int, count: int) -> list[tuple[int, int, Any]]:
 
 
 def _frame_chunks(
-    ddf: Any, compiled: list[tuple[str, Callable[..., Any]]], spec: WorkerSpec
+    ddf: Any, compiled: list[tuple[str, Callable[..., Any]]]
 ) -> tuple[MapRun, list[tuple[int, int, Any]]]:
     """The record for a Dask DataFrame (its index is computed; rows stay on the cluster)
     and one chunk per partition."""
@@ -212,8 +213,8 @@ def _check_shareable(orchestrator: APIOrchestrator) -> None:
     limited = [ep.name for ep in cfg.endpoints if ep.rate_limit or ep.burst_limit]
     if cfg.global_rate_limit:
         limited.append("global_rate_limit")
-    url = orchestrator.backend_urls.get("limiter", "")
-    if limited and not url.startswith(("redis://", "rediss://")):
+    shared = url_scheme(orchestrator.backend_urls.get("limiter", ""), "limiter") != "memory"
+    if limited and not shared:
         raise ConfigError(
             f"map over Dask: {', '.join(limited)} would be limited per worker, not in total; "
             "share the limit with APIOrchestrator(config, limiter='redis://host:6379/0')"
@@ -239,7 +240,3 @@ def _local_client() -> tuple[Any, Any]:
 def _close(client: Any, cluster: Any) -> None:
     client.close()
     cluster.close()
-
-
-def _ignore(*_: Any) -> None:
-    pass

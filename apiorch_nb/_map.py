@@ -12,8 +12,9 @@ before the map returns control, and rows never started stay ``pending``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._call import CallState
@@ -33,12 +34,11 @@ _FAILED = (CallState.FAILED, CallState.CIRCUIT_OPEN)
 async def run_rows(
     orchestrator: APIOrchestrator,
     mrun: MapRun,
-    positions: Iterator[int],
     *,
     max_concurrent: int,
     on_row: Callable[[int], None] | None = None,
 ) -> None:
-    """Run the rows `positions` yields (shared by the workers) and file their outcomes.
+    """Run every row of `mrun` and file its outcome as it ends.
 
     Raises:
         asyncio.CancelledError: the map was cancelled; running rows are recorded first.
@@ -52,6 +52,7 @@ async def run_rows(
     loop = asyncio.get_running_loop()
     inputs = mrun.inputs
     hide, values_of = svc.hide, mrun.values_of
+    positions = iter(range(len(inputs)))
 
     async def worker() -> None:
         for position in positions:  # one shared iterator: each row goes to one worker
@@ -127,20 +128,27 @@ def _one_line(text: str) -> str:
 
 
 async def drive(
-    mrun: MapRun, work: Coroutine[Any, Any, None], timeout: float | None, watch: Watch | None
+    mrun: MapRun,
+    work: Callable[[Callable[[int], None] | None], Coroutine[Any, Any, None]],
+    timeout: float | None,
+    observer: Any,
 ) -> pd.DataFrame:
-    """Run `work` (which files rows into `mrun`) to its end or `timeout`; return the frame.
+    """Run ``work(on_row)`` (which files rows into `mrun`, calling ``on_row(position)`` as
+    each ends) to its end or `timeout`; return the frame.
 
-    Whatever ends the map, the record is marked finished and the observer told, so
-    ``last_map`` always holds every row.
+    Whatever ends the map, the record is marked finished and `observer` (a `MapObserver`
+    or None) told, so ``last_map`` always holds every row.
 
     Raises:
         MapTimeout: `timeout` passed; ``.map_run`` is `mrun`.
     """
+    watch = Watch(observer, mrun) if observer is not None else None
+    on_row = None
     if watch is not None:
         watch.notify("map_started", mrun)
+        on_row = functools.partial(watch.notify, "row_finished", mrun)
     try:
-        await run_until(work, timeout, lambda: MapTimeout(timeout or 0.0, mrun))
+        await run_until(work(on_row), timeout, lambda: MapTimeout(timeout or 0.0, mrun))
     except BaseException as exc:
         mrun.error = exc
         raise

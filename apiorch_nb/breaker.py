@@ -128,6 +128,15 @@ class CircuitBreaker:
     def reset(self) -> None:
         self.record_success()
 
+    def record(self, outcome: BreakerOutcome) -> None:
+        """`record_success`, `record_failure` or `record_ignored`, by name."""
+        if outcome == "success":
+            self.record_success()
+        elif outcome == "failure":
+            self.record_failure()
+        else:
+            self.record_ignored()
+
     def _adopt(self, state: BreakerState, failures: int, open_for: float, probe_out: bool) -> None:
         """Take the shared state a `BreakerStore` just read; `open_for`: seconds still open.
 
@@ -188,6 +197,10 @@ class BreakerStore(Protocol):
         """Admit one call or raise `CircuitOpenError`, like `CircuitBreaker.before_call`."""
         ...
 
-    async def record(self, breaker: CircuitBreaker, outcome: BreakerOutcome) -> None: ...
+    async def record(self, breaker: CircuitBreaker, outcome: BreakerOutcome) -> None:
+        """Tell the shared circuit how an admitted call ended.
 
-    async def reset(self, breaker: CircuitBreaker) -> None: ...
+        ``"ignored"`` (a cancelled call) must neither suspend nor raise: it is awaited
+        while the cancellation propagates, so any I/O it needs goes to the background.
+        """
+        ...

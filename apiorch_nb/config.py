@@ -55,6 +55,11 @@ class APIOrchestrationConfig:
     log_responses: bool = False
     result_merger: Callable[[list[Any]], Any] | None = None
 
+    @property
+    def caches(self) -> bool:
+        """True if any endpoint's responses are cached (a TTL on it or on the config)."""
+        return bool(self.cache_ttl) or any(ep.cache_ttl for ep in self.endpoints)
+
     def __post_init__(self) -> None:
         try:
             self.mode = OrchestrationMode(

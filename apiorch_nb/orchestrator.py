@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
@@ -111,7 +110,7 @@ class APIOrchestrator:
                 ep.name: RetryPolicy(ep.retry_count, ep.retry_delay, ep.retry_on)
                 for ep in config.endpoints
             },
-            cache=(cache if cache is not None else MemoryCache()) if _caches(config) else None,
+            cache=(cache if cache is not None else MemoryCache()) if config.caches else None,
             cache_ttls={
                 ep.name: ttl
                 for ep in config.endpoints
@@ -131,7 +130,6 @@ class APIOrchestrator:
         #: The record of the most recent ``map``, kept the same way: every finished row
         #: survives an interrupt, a timeout or an error.
         self.last_map: MapRun | None = None
-        self._secrets = dict(secrets or {})
 
     def _configure_limits(self, config: APIOrchestrationConfig) -> dict[str, tuple[str, ...]]:
         window = config.rate_limit_window
@@ -308,12 +306,12 @@ class APIOrchestrator:
         self.last_map = mrun
         session = await self._session_for_running_loop()
         self._services.session = session
-        watch = Watch(watcher, mrun) if watcher is not None else None
-        on_row = functools.partial(watch.notify, "row_finished", mrun) if watch else None
-        work = run_rows(
-            self, mrun, iter(range(len(inputs))), max_concurrent=concurrency, on_row=on_row
+        return await drive(
+            mrun,
+            lambda on_row: run_rows(self, mrun, max_concurrent=concurrency, on_row=on_row),
+            timeout,
+            watcher,
         )
-        return await drive(mrun, work, timeout, watch)
 
     def plan(self) -> Run:
         """What `execute` would run, without sending anything: every call pending, the graph."""
@@ -401,10 +399,6 @@ def _concurrency(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"map: max_concurrent must be an int >= 1, got {value!r}")
     return value
-
-
-def _caches(config: APIOrchestrationConfig) -> bool:
-    return bool(config.cache_ttl) or any(ep.cache_ttl for ep in config.endpoints)
 
 
 async def _close_on_shutdown(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:

@@ -312,8 +312,7 @@ class OrchestrateMagics(Magics, Configurable):  # type: ignore[misc]
             UsageError: a backend URL that cannot be opened, or ``--cache`` on a cell
                 where nothing would be cached (no TTL anywhere).
         """
-        caches = bool(config.cache_ttl) or any(ep.cache_ttl for ep in config.endpoints)
-        if opts.cache_given and not caches:
+        if opts.cache_given and not config.caches:
             raise UsageError(
                 f"--cache {redact_url(opts.cache_url)}: nothing is cached without a TTL; "
                 "add --cache-ttl SECONDS or `# @cache SECONDS` to a request"
@@ -323,7 +322,7 @@ class OrchestrateMagics(Magics, Configurable):  # type: ignore[misc]
                 config,
                 limiter=self.backends.limiter(opts.limiter_url),
                 # a %config default backend is opened only by cells that cache something
-                cache=self.backends.cache(opts.cache_url) if caches else None,
+                cache=self.backends.cache(opts.cache_url) if config.caches else None,
                 breakers=self.backends.breakers(opts.limiter_url),
                 secrets=self._secret_values(secret_names),
             )
