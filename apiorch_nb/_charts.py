@@ -13,7 +13,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._frames import endpoint_lines
+from ._frames import _clip, endpoint_lines
 from .metrics import percentile
 
 if TYPE_CHECKING:
@@ -323,8 +323,9 @@ class DagView:
         return self.text
 
 
-# Mermaid classes: (fill, stroke, text). ``pending`` is for a plan shown before it runs.
-_MERMAID_CLASSES: dict[str, tuple[str, str, str]] = {
+#: A graph node's (fill, border, text) colours by outcome, for the mermaid graph and the
+#: plotly one. ``pending`` is for a call not ended yet (a plan, a run in progress).
+NODE_COLOURS: dict[str, tuple[str, str, str]] = {
     "ok": (OUTCOME_COLOURS["ok"], "#1b6e1b", "#ffffff"),
     "failed": (OUTCOME_COLOURS["failed"], "#8c1a1b", "#ffffff"),
     "skipped": (OUTCOME_COLOURS["skipped"], "#6e6e6e", "#ffffff"),
@@ -346,7 +347,7 @@ def dag_view(run: Run) -> DagView:
     """
     lines = endpoint_lines(run)
     ids = {line.endpoint: f"n{i}" for i, line in enumerate(lines)}
-    edges = [(a, b, kind) for a, b, kind in run.edges if a in ids and b in ids]
+    edges = dag_edges(run, ids)
     out = ["flowchart LR"]
     for line in lines:
         state = " · ".join(part for part in (line.label, line.detail()) if part)
@@ -355,15 +356,25 @@ def dag_view(run: Run) -> DagView:
         out.append(f'    {ids[line.endpoint]}["{label}"]')
     for a, b, kind in edges:
         out.append(f"    {ids[a]} {'-->' if kind == 'data' else '-.->'} {ids[b]}")
-    for outcome, (fill, stroke, colour) in _MERMAID_CLASSES.items():
+    for outcome, (fill, stroke, colour) in NODE_COLOURS.items():
         out.append(f"    classDef {outcome} fill:{fill},stroke:{stroke},color:{colour}")
     members: dict[str, list[str]] = {}
     for line in lines:
         members.setdefault(line.outcome, []).append(ids[line.endpoint])
-    for outcome in _MERMAID_CLASSES:
+    for outcome in NODE_COLOURS:
         if outcome in members:
             out.append(f"    class {','.join(members[outcome])} {outcome}")
     return DagView(mermaid="\n".join(out), text=run._hide(_dag_text(run, edges)))
+
+
+def dag_edges(run: Run, names: Collection[str]) -> list[tuple[str, str, str]]:
+    """The run's edges between endpoints in `names`; a hand-made run may name others."""
+    return [(a, b, kind) for a, b, kind in run.edges if a in names and b in names]
+
+
+def dag_title(run: Run, endpoints: int, edges: int) -> str:
+    """The graph's heading, in its text view and above its figure."""
+    return f"dependency graph ({run.mode.value}): {endpoints} endpoints, {edges} edges"
 
 
 def _dag_text(run: Run, edges: list[tuple[str, str, str]]) -> str:
@@ -375,7 +386,7 @@ def _dag_text(run: Run, edges: list[tuple[str, str, str]]) -> str:
     status = [" · ".join(p for p in (line.label, line.detail()) if p) for line in lines]
     wide_name = max((len(line.endpoint) for line in lines), default=0)
     wide_status = max((len(s) for s in status), default=0)
-    out = [f"dependency graph ({run.mode.value}): {len(lines)} endpoints, {len(edges)} edges"]
+    out = [dag_title(run, len(lines), len(edges))]
     for line, state in zip(lines, status, strict=True):
         links = []
         if line.endpoint in needs:
@@ -391,8 +402,3 @@ def _mermaid_escape(text: str) -> str:
     """`text` safe inside a quoted mermaid label: syntax characters as ``#code;`` entities."""
     text = " ".join(text.split())
     return "".join(f"#{ord(ch)};" if ch in '"#&<>`' else ch for ch in text)
-
-
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

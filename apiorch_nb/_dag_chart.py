@@ -20,8 +20,8 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._charts import OUTCOME_COLOURS, _clip
-from ._frames import EndpointLine, endpoint_lines
+from ._charts import NODE_COLOURS, dag_edges, dag_title
+from ._frames import EndpointLine, _clip, endpoint_lines
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -42,8 +42,6 @@ _ROW_PX = 78  # figure height per row of the tallest column
 _COLUMN_PX = 190  # figure width per column, once there are more than a cell holds
 _ARROW_PX = 11
 _NAME_CHARS = 20  # longer names are clipped in the box (the hover has them whole)
-# A call still pending or live (a plan, a run in progress): white box, grey border.
-_OPEN = ("#ffffff", "#9e9e9e", "#333333")
 
 
 def dag_layers(names: Sequence[str], edges: Sequence[tuple[str, str, str]]) -> dict[str, int]:
@@ -107,12 +105,12 @@ def dag_layout(names: Sequence[str], edges: Sequence[tuple[str, str, str]]) -> D
     # ties keep endpoint order, then edge order for bends
     rank = {item: n for n, item in enumerate(it for x in sorted(columns) for it in columns[x])}
     pos: dict[Hashable, Point] = {}
+
+    def key(item: Hashable) -> tuple[float, int]:
+        ys = [pos[a][1] for a in before[item] if a in pos]
+        return (-sum(ys) / len(ys) if ys else 0.0, rank[item])
+
     for x in sorted(columns):
-
-        def key(item: Hashable) -> tuple[float, int]:
-            ys = [pos[a][1] for a in before[item] if a in pos]
-            return (-sum(ys) / len(ys) if ys else 0.0, rank[item])
-
         column = sorted(columns[x], key=key)
         for row, item in enumerate(column):
             pos[item] = (float(x), (len(column) - 1) / 2 - row)
@@ -137,7 +135,7 @@ def dag_figure(run: Run) -> go.Figure:
 
     lines = endpoint_lines(run)
     names = [line.endpoint for line in lines]
-    edges = [(a, b, kind) for a, b, kind in run.edges if a in run.records and b in run.records]
+    edges = dag_edges(run, run.records)
     layout = dag_layout(names, edges)
     pos = layout.nodes
     fig = go.Figure()
@@ -156,8 +154,7 @@ def dag_figure(run: Run) -> go.Figure:
     hidden = {"visible": False, "fixedrange": True}
     fig.update_layout(
         title={
-            "text": f"dependency graph ({run.mode.value}): {len(names)} endpoints, "
-            f"{len(edges)} edges",
+            "text": dag_title(run, len(names), len(edges)),
             "font": {"size": 13},
         },
         template="plotly_white",
@@ -177,9 +174,8 @@ def dag_figure(run: Run) -> go.Figure:
 
 
 def _colours(outcome: str) -> tuple[str, str, str]:
-    """(fill, border, text) for a box: the outcome's colour, or white while still open."""
-    fill = OUTCOME_COLOURS.get(outcome)
-    return (fill, "rgba(0,0,0,0.35)", "#ffffff") if fill else _OPEN
+    """(fill, border, text) for a box: the outcome's colours, or white while still open."""
+    return NODE_COLOURS.get(outcome, NODE_COLOURS["pending"])
 
 
 def _box(line: EndpointLine, at: tuple[float, float], run: Run) -> dict[str, object]:

@@ -184,7 +184,7 @@ def _cells(line: EndpointLine) -> tuple[str, ...]:
         str(line.attempts),
         "" if line.latency_ms is None else f"{line.latency_ms:.1f}",
         f"{line.wait_ms:.1f}",
-        _clip(" ".join((line.error or "").split()), _CELL_CHARS),
+        _clip(line.error or "", _CELL_CHARS),
     )
 
 
@@ -265,6 +265,10 @@ def _unjsonable(value: Any) -> str:
 
 
 def _clip(text: str, limit: int, *, lines: bool = False) -> str:
+    """`text` cut to `limit` characters, ending in ``…``; on one line unless `lines`, when
+    it keeps its lines and says how much was cut."""
+    if not lines:
+        text = " ".join(text.split())
     if len(text) <= limit:
         return text
     more = len(text) - limit

@@ -9,7 +9,8 @@ anew would forget the requests of the cell before.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from .._redact import redact_url
 from ..backends import SCHEMES, breaker_store_from_url, cache_from_url, limiter_from_url, url_scheme
@@ -24,27 +25,23 @@ if TYPE_CHECKING:
 
 MEMORY = "memory"
 
-
-def normal_url(url: str | None) -> str:
-    """`url` with every spelling of the in-memory backend (empty, ``memory://``) as
-    ``memory``."""
-    url = (url or "").strip()
-    return MEMORY if url in ("", MEMORY, "memory://") else url
+_T = TypeVar("_T")
 
 
 def check_url(url: str, what: str) -> str:
-    """`url` (normalised) if its scheme suits `what` (``cache`` or ``limiter``).
+    """`url` if its scheme suits `what` (``cache`` or ``limiter``); ``memory`` for every
+    spelling of the in-memory backend (empty, ``memory://``).
 
     Raises:
         ConfigError: an unknown scheme, in the magic's own words (``--cache ...``).
     """
-    url = normal_url(url)
+    url = url.strip()
     try:
-        url_scheme(url, what)
+        scheme = url_scheme(url, what)
     except ConfigError:
         shown = ", ".join("memory" if s == MEMORY else f"{s}://..." for s in SCHEMES[what])
         raise ConfigError(f"--{what} {redact_url(url)!r}: use one of {shown}") from None
-    return url
+    return MEMORY if scheme == MEMORY else url
 
 
 class KernelBackends:
@@ -61,10 +58,7 @@ class KernelBackends:
         Raises:
             ConfigError: an unknown scheme, a malformed URL or an unusable sqlite path.
         """
-        url = check_url(url, "cache")
-        if url not in self._caches:
-            self._caches[url] = cache_from_url(url)
-        return self._caches[url]
+        return _get(self._caches, check_url(url, "cache"), cache_from_url)
 
     def limiter(self, url: str) -> Limiter:
         """The limiter `url` names, the same object on every call.
@@ -72,10 +66,7 @@ class KernelBackends:
         Raises:
             ConfigError: an unknown scheme or a malformed URL.
         """
-        url = check_url(url, "limiter")
-        if url not in self._limiters:
-            self._limiters[url] = limiter_from_url(url)
-        return self._limiters[url]
+        return _get(self._limiters, check_url(url, "limiter"), limiter_from_url)
 
     def breakers(self, url: str) -> BreakerStore | None:
         """What to pass as ``breakers=``: a shared limiter's URL shares the circuits too,
@@ -83,9 +74,7 @@ class KernelBackends:
         url = check_url(url, "limiter")
         if url == MEMORY:
             return None
-        if url not in self._breakers:
-            self._breakers[url] = breaker_store_from_url(url)
-        return self._breakers[url]
+        return _get(self._breakers, url, breaker_store_from_url)
 
     def close(self) -> None:
         """Close what can be closed without a loop (sqlite files); Redis clients close with
@@ -102,3 +91,10 @@ class KernelBackends:
         caches = sorted(map(redact_url, self._caches))
         limiters = sorted(map(redact_url, self._limiters))
         return f"KernelBackends(cache={caches}, limiter={limiters})"
+
+
+def _get(table: dict[str, _T], url: str, make: Callable[[str], _T]) -> _T:
+    """`table[url]`, made by `make(url)` on first use."""
+    if url not in table:
+        table[url] = make(url)
+    return table[url]

@@ -99,15 +99,16 @@ async def run_map_cell(
     frame = mrun.frame()
     if opts.store_as:
         namespace[opts.store_as] = frame
-    if interrupted or why is not None:
-        if not opts.quiet:
-            nbdisplay.show_map_run(mrun)
-        raise UsageError(nbdisplay.map_stopped_message(mrun, why=why, store=opts.store_as))
     failed = mrun.counts()["failed"]
-    if failed and not opts.allow_failures:
+    stop: str | None = None
+    if interrupted or why is not None:
+        stop = nbdisplay.map_stopped_message(mrun, why=why, store=opts.store_as)
+    elif failed and not opts.allow_failures:
+        stop = nbdisplay.map_failure_message(mrun, store=opts.store_as)
+    if stop is not None:
         if not opts.quiet:
             nbdisplay.show_map_run(mrun)
-        raise UsageError(nbdisplay.map_failure_message(mrun, store=opts.store_as))
+        raise UsageError(stop)
     if opts.quiet:
         return None
     from IPython.display import display

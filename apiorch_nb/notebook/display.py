@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .._call import CallState
+from .._frames import _clip
 from .._rows import plain
 from ..config import APIOrchestrationConfig
 from ..run import Run
@@ -154,14 +155,13 @@ def map_failure_message(mrun: MapRun, *, store: str | None, allowed: bool = Fals
     if allowed:
         return f"{head} (see {store}.status)" if store else head
     first = next(
-        (i for i, o in enumerate(mrun.outcomes) if o is not None and o.status == "failed"), None
+        ((i, o) for i, o in enumerate(mrun.outcomes) if o is not None and o.status == "failed"),
+        None,
     )
     if first is not None:
-        outcome = mrun.outcomes[first]
-        error = " ".join(str(outcome.error if outcome else "").split())
-        if len(error) > _ERROR_CHARS:
-            error = error[: _ERROR_CHARS - 3] + "..."
-        head += f" (first: row {plain(mrun.index[first])!r}: {error})"
+        i, outcome = first
+        error = _clip(str(outcome.error), _ERROR_CHARS)
+        head += f" (first: row {plain(mrun.index[i])!r}: {error})"
     where = (
         f"the result is stored in `{store}`, see {store}.status and {store}.error"
         if store
