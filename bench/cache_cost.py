@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import os
 import statistics
 import sys
 import tempfile
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _processes import plan_cpus
 
 from apiorch_nb import APIEndpoint, APIOrchestrationConfig, APIOrchestrator, CallState
 from apiorch_nb.backends import RedisCache, SqliteCache
@@ -50,17 +51,6 @@ class Row:
     per_hit_us: list[float]
     get_us: list[float]
     note: str = ""
-
-
-def _pin() -> int | None:
-    """Pin this process to the second CPU; return the first, for redis-server (or None)."""
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return None
-    os.sched_setaffinity(0, {cpus[1]})
-    return cpus[0]
 
 
 def _config(base_url: str) -> APIOrchestrationConfig:
@@ -160,7 +150,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--runs", type=int, default=RUNS, help="timed runs per backend")
     args = parser.parse_args()
-    redis_cpu = _pin()
+    redis_cpu, _, _ = plan_cpus()  # pins this process; Redis gets the other CPU
     redis = LocalRedis(cpu=redis_cpu) if LocalRedis.available() else None
     with tempfile.TemporaryDirectory() as tmp, redis or nullcontext():
         url = f"{redis.url}?prefix=bench" if redis is not None else None

@@ -17,7 +17,10 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import closing
 from pathlib import Path
+
+import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -119,16 +122,13 @@ CASES: list[tuple[str, Case]] = [
 
 
 def main() -> None:
-    with redis_server() as redis:
-        url = redis.url
+    with redis_server() as server, closing(redis.Redis.from_url(server.url)) as control:
         rows = []
         for name, case in CASES:
             per_op = []
             for _ in range(RUNS):
-                per_op.append(asyncio.run(case(url)) / N * 1e6)
-                import redis
-
-                redis.Redis.from_url(url).flushall()  # each run starts from empty windows
+                per_op.append(asyncio.run(case(server.url)) / N * 1e6)
+                control.flushall()  # each run starts from empty windows
             rows.append((name, statistics.median(per_op), min(per_op), max(per_op)))
     ping = rows[0][1]
     print(f"Redis limiter cost per operation ({N} sequential ops per run, {RUNS} runs)\n")

@@ -38,7 +38,7 @@ from apiorch_nb.backends import RedisCache, SqliteCache, cache_from_url
 from apiorch_nb.backends._best_effort import BestEffort
 from apiorch_nb.backends._codec import decode_response, encode_response, storage_key
 from apiorch_nb.cache import default_cache_key
-from apiorch_nb.demo import DemoServer
+from apiorch_nb.demo import DemoServer, LocalRedis
 
 # -- the codec --------------------------------------------------------------------------------
 
@@ -469,10 +469,8 @@ def failing(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Failing]
 
         yield Failing(f"sqlite:///{path}", repr(str(path)), drop_table)
         return
-    from _redis_server import running_redis
-
     with ExitStack() as server:  # a server of its own, stopped by leaving its context
-        url = server.enter_context(running_redis(tmp_path))
+        url = server.enter_context(LocalRedis(workdir=tmp_path)).url
         yield Failing(url + "?prefix=f", f"{url!r} (prefix 'f')", server.close)
 
 
