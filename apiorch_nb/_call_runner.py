@@ -145,22 +145,31 @@ def build_request(
 ) -> Request:
     """Fill the endpoint's templates; a body-carrying method without ``body`` sends its input.
 
+    Only the parts that hold placeholders are rendered: a map row with a templated URL
+    reuses the endpoint's own params, headers and body.
+
     Raises:
         TemplateError: a placeholder nothing fills.
         ConfigError: the filled URL is not http(s).
     """
     ep = node.endpoint
     url, params, headers, body = ep.url, ep.params, ep.headers, ep.body
-    if node.templated:
-        ctx = Context(shaped, results, run_input, {"$secrets": secrets or {}})
-        url = render(url, ctx, ep.name, "url")
-        params = render(params, ctx, ep.name, "params")
-        headers = {str(k): str(v) for k, v in render(headers, ctx, ep.name, "headers").items()}
-        body = render(body, ctx, ep.name, "body")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"endpoint {ep.name!r}: url must be http(s) after templating, got {url!r}"
-            )
+    parts = node.templated_parts
+    if parts:
+        ctx = Context(shaped, results, run_input, {"$secrets": secrets} if secrets else None)
+        if "url" in parts:
+            url = render(url, ctx, ep.name, "url")
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise ConfigError(
+                    f"endpoint {ep.name!r}: url must be http(s) after templating, got {url!r}"
+                )
+        if "params" in parts:
+            params = render(params, ctx, ep.name, "params")
+        if "headers" in parts:
+            rendered = render(headers, ctx, ep.name, "headers")
+            headers = {str(k): str(v) for k, v in rendered.items()}
+        if "body" in parts:
+            body = render(body, ctx, ep.name, "body")
     if body is None and ep.method in BODY_METHODS and shaped is not None:
         body = shaped
     return Request(ep.method, url, params, headers, body)

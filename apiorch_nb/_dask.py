@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ._map import drive
 from ._rows import is_dask_frame, plain, table_rows
 from .backends import url_scheme
-from .enrich import FieldsSpec, MapRun, RowOutcome, compile_fields
+from .enrich import FieldsSpec, MapRun, compile_fields
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ async def _gather(
             start, stop, _ = chunks[i]
             results = await asyncio.to_thread(futures[i].result)
             for offset, (status, error, values) in enumerate(results):
-                mrun.record(start + offset, RowOutcome(status, error, values))
+                mrun.record(start + offset, status, error, values)
                 if on_row is not None:
                     on_row(start + offset)
     except BaseException:
@@ -163,7 +163,7 @@ async def _gather(
         for i in pending:
             start, stop, _ = chunks[i]
             for position in range(start, stop):
-                mrun.record(position, RowOutcome("cancelled", "its Dask task did not come back"))
+                mrun.record(position, "cancelled", "its Dask task did not come back")
         raise
 
 

@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._call import CallState
+from ._call import CallRecord, CallState
 from ._scheduler import RunLimits, Scheduler
-from .enrich import MapRun, RowOutcome
+from .enrich import MapRun
 from .errors import ConfigError, MapTimeout
 from .progress import Watch
 
@@ -51,7 +51,7 @@ async def run_rows(
     slots = asyncio.Semaphore(max_concurrent)
     loop = asyncio.get_running_loop()
     inputs = mrun.inputs
-    hide, values_of = svc.hide, mrun.values_of
+    hide = svc.hide
     positions = iter(range(len(inputs)))
 
     async def worker() -> None:
@@ -68,9 +68,9 @@ async def run_rows(
             try:
                 abort = await scheduler.run()
             except asyncio.CancelledError:
-                mrun.record(position, _outcome(scheduler, None, hide, values_of, cancelled=True))
+                _file(mrun, position, scheduler, None, hide, cancelled=True)
                 raise
-            mrun.record(position, _outcome(scheduler, abort, hide, values_of))
+            _file(mrun, position, scheduler, abort, hide)
             if on_row is not None:
                 on_row(position)
 
@@ -87,39 +87,52 @@ async def run_rows(
         raise
 
 
-def _outcome(
+def _file(
+    mrun: MapRun,
+    position: int,
     scheduler: Scheduler,
     abort: Exception | None,
     hide: Callable[[str], str],
-    values_of: Callable[[Mapping[str, Any]], list[Any]],
     *,
     cancelled: bool = False,
-) -> RowOutcome:
-    """The row's status and error; its values; its records unless it simply went well."""
+) -> None:
+    """File the row's status, error and values; its records unless it simply went well."""
     records = scheduler.records
-    values = values_of(scheduler.results)
+    results = scheduler.results
     if abort is None and not cancelled and len(records) == 1:
         # The common row, kept flat: one endpoint, answered.
         (record,) = records.values()
         if record._states[-1] is CallState.OK:
-            return RowOutcome("ok", None, values)
+            mrun.record_results(position, "ok", results)
+            return
+    status, error = _status(records, abort, hide, cancelled)
+    kept = records if status in ("failed", "cancelled") else None
+    mrun.record_results(position, status, results, error, kept)
+
+
+def _status(
+    records: Mapping[str, CallRecord],
+    abort: Exception | None,
+    hide: Callable[[str], str],
+    cancelled: bool,
+) -> tuple[str, str | None]:
+    """The row's status and one-line error."""
     if cancelled:
-        return RowOutcome("cancelled", None, values, records)
+        return "cancelled", None
     if isinstance(abort, ConfigError):
-        return RowOutcome("failed", _one_line(hide(str(abort))), values, records)
+        return "failed", _one_line(hide(str(abort)))
     failed = next((r for r in records.values() if r._states[-1] in _FAILED and not r.rescued), None)
     if failed is not None:
         reason = getattr(failed.error, "reason", None) or str(failed.error)
-        error = _one_line(hide(f"{failed.endpoint}: {reason}"))
-        return RowOutcome("failed", error, values, records)
+        return "failed", _one_line(hide(f"{failed.endpoint}: {reason}"))
     if abort is not None:
-        return RowOutcome("failed", _one_line(hide(str(abort))), values, records)
+        return "failed", _one_line(hide(str(abort)))
     states = [r._states[-1] for r in records.values()]
     if CallState.CACHED in states and all(
         s is CallState.CACHED or s is CallState.SKIPPED for s in states
     ):
-        return RowOutcome("cached", None, values)
-    return RowOutcome("ok", None, values)
+        return "cached", None
+    return "ok", None
 
 
 def _one_line(text: str) -> str:

@@ -37,6 +37,8 @@ class Node:
     needs: tuple[str, ...]  # data edges
     input_from: str | None  # PIPELINE: the endpoint whose output is this one's input
     templated: bool  # url/params/headers/body hold placeholders
+    #: Which of url, params, headers, body hold placeholders: only those are rendered.
+    templated_parts: frozenset[str]
     name: str  # the endpoint's name (read on every call; kept as a plain field)
     display_url: str  # the URL as records show it: redacted, placeholders unfilled
     feeds_pipeline: bool  # a PIPELINE successor takes this endpoint's output as input
@@ -55,6 +57,7 @@ class Plan:
     by_name: dict[str, Node]
     wait_counts: dict[str, int]  # how many endpoints each one waits for
     config_order: tuple[Node, ...]  # as listed in the config (the order of results)
+    roots: tuple[Node, ...]  # the nodes that wait for nothing, in topological order
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -86,7 +89,9 @@ def compile_plan(endpoints: Sequence[APIEndpoint], mode: OrchestrationMode) -> P
         after: tuple[str, ...] = ()
         if mode in _CHAINED and previous is not None and previous not in needs:
             after = (previous,)
-        templated = any(has_placeholders(v) for v in (ep.url, ep.params, ep.headers, ep.body))
+        parts = {"url": ep.url, "params": ep.params, "headers": ep.headers, "body": ep.body}
+        templated_parts = frozenset(part for part, v in parts.items() if has_placeholders(v))
+        templated = bool(templated_parts)
         nodes.append(
             Node(
                 endpoint=ep,
@@ -95,6 +100,7 @@ def compile_plan(endpoints: Sequence[APIEndpoint], mode: OrchestrationMode) -> P
                 needs=needs,
                 input_from=pipeline_prev,
                 templated=templated,
+                templated_parts=templated_parts,
                 name=ep.name,
                 display_url=redact_url(ep.url),
                 feeds_pipeline=mode is OrchestrationMode.PIPELINE,
@@ -113,6 +119,7 @@ def compile_plan(endpoints: Sequence[APIEndpoint], mode: OrchestrationMode) -> P
         {n.name: n for n in nodes},
         {n.name: len(n.waits_for) for n in nodes},
         tuple(sorted(nodes, key=lambda n: n.index)),
+        tuple(n for n in nodes if not n.waits_for),
     )
 
 

@@ -8,8 +8,8 @@ NaT into None) so bodies serialise and placeholders format as the user expects.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, overload
 
 from .errors import ConfigError
 
@@ -19,21 +19,53 @@ def is_dask_frame(rows: Any) -> bool:
     return type(rows).__module__.startswith("dask") and hasattr(rows, "to_delayed")
 
 
-def table_rows(rows: Any) -> tuple[list[Any], list[dict[str, Any]], list[str | None]]:
+class ColumnRows(Sequence[dict[str, Any]]):
+    """A table's rows as dicts, each made when it is asked for.
+
+    A map over 100,000 rows keeps its columns (plain Python values, converted once) rather
+    than 100,000 dicts, which the garbage collector would walk over and over for the whole
+    map. Each row's dict lives only while its row runs. A slice is a list of dicts (what a
+    Dask chunk ships to its worker).
+    """
+
+    __slots__ = ("_columns", "_length", "_names")
+
+    def __init__(self, names: list[str], columns: list[list[Any]], length: int) -> None:
+        self._names = names
+        self._columns = columns
+        self._length = length
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, position: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, position: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(position, slice):
+            return [self[i] for i in range(*position.indices(self._length))]
+        if not -self._length <= position < self._length:
+            raise IndexError(position)
+        columns = zip(self._names, self._columns, strict=True)
+        return {name: column[position] for name, column in columns}
+
+
+def table_rows(rows: Any) -> tuple[list[Any], Sequence[dict[str, Any]], list[str | None]]:
     """``(index labels, row dicts, index names)`` of a DataFrame or an iterable of mappings.
 
     Raises:
         ConfigError: something that is neither, or a row that is not a mapping.
     """
     if hasattr(rows, "to_dict") and hasattr(rows, "columns") and hasattr(rows, "index"):
-        columns = [str(c) for c in rows.columns]
-        if len(set(columns)) != len(columns):
-            raise ConfigError(f"map: the DataFrame has duplicate column names: {columns}")
-        records = [
-            {col: plain(v) for col, v in zip(columns, values, strict=True)}
-            for values in rows.itertuples(index=False, name=None)
-        ]
-        return list(rows.index), records, list(rows.index.names)
+        names = [str(c) for c in rows.columns]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"map: the DataFrame has duplicate column names: {names}")
+        # tolist() hands numpy numbers back as Python ones; plain() does the rest (NaN, NaT).
+        columns = [[plain(v) for v in rows.iloc[:, i].tolist()] for i in range(len(names))]
+        return list(rows.index), ColumnRows(names, columns, len(rows)), list(rows.index.names)
     if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
         raise ConfigError(
             f"map: rows must be a DataFrame or a list of dicts, got {type(rows).__name__}"

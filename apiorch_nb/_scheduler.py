@@ -14,7 +14,7 @@ import asyncio
 import functools
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,18 +81,20 @@ class Scheduler:
         }
         self.results: dict[str, Any] = {}
         self._nodes = plan.by_name
-        self._outputs: dict[str, Any] = {}
-        self._blocked: set[str] = set()  # failed, or skipped because a data dependency failed
-        self._failed: list[str] = []
-        self._waiting = dict(plan.wait_counts)
+        # Made on first use: a map makes one scheduler per row, and most rows are one call
+        # with no dependants, no task, no failure and no pipeline.
+        self._outputs: dict[str, Any] | None = None  # PIPELINE outputs
+        self._blocked: set[str] | None = None  # failed, or skipped: a data dependency failed
+        self._failed: list[str] | None = None
+        self._waiting: dict[str, int] | None = None  # dependencies left, per endpoint
+        self._tasks: set[asyncio.Task[Any]] | None = None
+        self._done: asyncio.Future[None] | None = None  # awaited while tasks run
         self._unfinished = len(plan.nodes)
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._abort: Exception | None = None
         # `map` passes one semaphore to every row's scheduler: the cap is on all its calls.
         self._slots = slots if slots is not None else asyncio.Semaphore(limits.max_concurrent)
         self._deadline: float | None = None
-        self._done: asyncio.Future[None] | None = None
         # The running loop, passed in by `map` (once for all rows): on Python 3.11 each
         # get_running_loop() / current_task() without a loop is a getpid() system call.
         self._loop = loop
@@ -108,14 +110,13 @@ class Scheduler:
             asyncio.CancelledError: the caller was cancelled; every call is recorded first.
         """
         loop = self._loop = self._loop or asyncio.get_running_loop()
-        self._done = loop.create_future()
         if not self.plan.nodes:
             return None
         timer = None
         if self.limits.total_timeout is not None:
             self._deadline = loop.time() + self.limits.total_timeout
             timer = loop.call_at(self._deadline, self._on_deadline)
-        ready = [node for node in self.plan.nodes if self._waiting[node.name] == 0]
+        ready = list(self.plan.roots)
         # A lone root (one endpoint, a chain, a map row) runs in this task: every other
         # call waits for it, so nothing can need cancelling it but the deadline, and a task
         # per call costs about a tenth of a fast call's CPU time.
@@ -124,8 +125,25 @@ class Scheduler:
             self._launch(node)
         try:
             if first is not None:
-                await self._run_inline(first)
-            await self._done
+                # Awaited here rather than in a helper coroutine: one frame fewer for every
+                # resume of the call, which matters at thousands of rows per second.
+                record = self.records[first.name]
+                if timer is not None:  # only the deadline ever cancels the lone root
+                    self._inline = asyncio.current_task(loop)
+                try:
+                    await self._call(first, record, self.run_input)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a bug in the engine, as in _on_done
+                    self._engine_failed(record, exc)
+                else:
+                    if not self._stopping:
+                        self._release_children(first)
+                finally:
+                    self._inline = None
+            if self._unfinished and self._abort is None:  # tasks still run: wait for them
+                self._done = loop.create_future()
+                await self._done
         except asyncio.CancelledError:
             if not self._cancelled_by_us():
                 await self._stop()
@@ -140,34 +158,26 @@ class Scheduler:
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         return self._loop or asyncio.get_running_loop()
 
-    async def _run_inline(self, node: Node) -> None:
-        """Run `node`'s call in the current task, then release its dependants."""
-        record = self.records[node.name]
-        self._inline = asyncio.current_task(self._loop)
-        try:
-            await run_call(
-                node,
-                record,
-                self.svc,
-                input=self.run_input,
-                results=self.results,
-                run_input=self.run_input,
-                slots=self._slots,
-                deadline=self._deadline,
-                finish=self._finish,
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug in the engine, as in _on_done
-            record.error = exc
-            if not record.state.terminal:
-                record.to(CallState.FAILED)
-            self._stop_with(exc)
-            return
-        finally:
-            self._inline = None
-        if not self._stopping:
-            self._release_children(node)
+    def _call(self, node: Node, record: CallRecord, input: Any) -> Coroutine[Any, Any, None]:
+        """`node`'s call, to await inline or to run as a task."""
+        return run_call(
+            node,
+            record,
+            self.svc,
+            input=input,
+            results=self.results,
+            run_input=self.run_input,
+            slots=self._slots,
+            deadline=self._deadline,
+            finish=self._finish,
+        )
+
+    def _engine_failed(self, record: CallRecord, exc: Exception) -> None:
+        """The call raised: a bug in the engine, not an API failure. Stop and surface it."""
+        record.error = exc
+        if not record.state.terminal:
+            record.to(CallState.FAILED)
+        self._stop_with(exc)
 
     def _cancelled_by_us(self) -> bool:
         """True if the CancelledError just caught came from `_stop_with` stopping the inline
@@ -199,24 +209,24 @@ class Scheduler:
                 self._running_loop().call_soon(self._release_children, node)
                 return
         task = self._running_loop().create_task(
-            run_call(
-                node,
-                record,
-                self.svc,
-                input=self._outputs[node.input_from] if node.input_from else self.run_input,
-                results=self.results,
-                run_input=self.run_input,
-                slots=self._slots,
-                deadline=self._deadline,
-                finish=self._finish,
-            )
+            self._call(node, record, self._pipeline_input(node))
         )
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(functools.partial(self._on_done, node))
+
+    def _pipeline_input(self, node: Node) -> Any:
+        if node.input_from is None:
+            return self.run_input
+        assert self._outputs is not None  # the step before has finished
+        return self._outputs[node.input_from]
 
     def _finish(self, node: Node, record: CallRecord, output: Any) -> None:
         """A call reached its outcome: count it, file its result, decide about stopping."""
         if node.feeds_pipeline:
+            if self._outputs is None:
+                self._outputs = {}
             self._outputs[node.name] = output
         if self.on_call_finished is not None:
             self.on_call_finished(record)
@@ -236,16 +246,14 @@ class Scheduler:
         self._settle(node, record)
 
     def _on_done(self, node: Node, task: asyncio.Task[Any]) -> None:
+        assert self._tasks is not None
         self._tasks.discard(task)
         if self._stopping or task.cancelled():
             return
         record = self.records[node.name]
         exc = task.exception()
-        if exc is not None:  # a bug in the engine, not an API failure: stop and surface it
-            record.error = exc
-            if not record.state.terminal:
-                record.to(CallState.FAILED)
-            self._stop_with(exc)
+        if isinstance(exc, Exception):  # KeyboardInterrupt and SystemExit leave the loop
+            self._engine_failed(record, exc)
             return
         self._release_children(node)
 
@@ -254,10 +262,15 @@ class Scheduler:
         if self._abort is not None or self._stopping:
             return
         self._unfinished -= 1
-        for child in self.plan.children[node.name]:
-            self._waiting[child] -= 1
-            if self._waiting[child] == 0:
-                self._launch(self._nodes[child])
+        children = self.plan.children[node.name]
+        if children:
+            waiting = self._waiting
+            if waiting is None:
+                waiting = self._waiting = dict(self.plan.wait_counts)
+            for child in children:
+                waiting[child] -= 1
+                if waiting[child] == 0:
+                    self._launch(self._nodes[child])
         if self._unfinished == 0 and self._done is not None and not self._done.done():
             self._done.set_result(None)
 
@@ -266,12 +279,14 @@ class Scheduler:
         state = record._states[-1]
         if state is CallState.SKIPPED:
             if record.reason and record.reason.startswith("dependency"):
-                self._blocked.add(node.name)
+                self._block(node.name)
             return
         self.results[node.name] = record.result
         if state not in (CallState.FAILED, CallState.CIRCUIT_OPEN) or record.rescued:
             return
-        self._blocked.add(node.name)
+        self._block(node.name)
+        if self._failed is None:
+            self._failed = []
         self._failed.append(node.name)
         assert record.error is not None
         if isinstance(record.error, ConfigError):
@@ -290,6 +305,12 @@ class Scheduler:
                     results=self.ordered_results(),
                 )
             )
+
+    def _block(self, name: str) -> None:
+        """`name`'s dependants that need its data are to be skipped."""
+        if self._blocked is None:
+            self._blocked = set()
+        self._blocked.add(name)
 
     def _account(self, record: CallRecord) -> None:
         m = self.metrics
@@ -329,7 +350,7 @@ class Scheduler:
         if self._abort is None:
             self._abort = error
         current = asyncio.current_task(self._running_loop())
-        for task in self._tasks:  # now: a call woken meanwhile must not send first
+        for task in self._tasks or ():  # now: a call woken meanwhile must not send first
             if task is not current:
                 task.cancel()
         if self._inline is not None and self._inline is not current:
@@ -341,7 +362,7 @@ class Scheduler:
     async def _stop(self) -> None:
         """Cancel every running call, wait for each to record itself, mark the rest."""
         self._stopping = True
-        tasks = list(self._tasks)
+        tasks = list(self._tasks or ())
         for task in tasks:
             task.cancel()
         try:

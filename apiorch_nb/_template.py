@@ -11,12 +11,14 @@ import functools
 import json
 import re
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from .errors import TemplateError
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{(\$?[A-Za-z_][\w-]*(?:\.[\w-]+)*)\}")
 _MISSING = object()
+_NO_SYSTEM: Mapping[str, Any] = MappingProxyType({})
 
 
 class Context(Mapping[str, Any]):
@@ -40,7 +42,7 @@ class Context(Mapping[str, Any]):
         self.input = input
         self.results = results
         self.run_input = run_input
-        self.system = system or {}
+        self.system = system or _NO_SYSTEM
 
     def _layers(self) -> tuple[Mapping[str, Any], ...]:
         layers: list[Mapping[str, Any]] = []

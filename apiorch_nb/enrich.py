@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, overload
 
 from ._call import CallRecord
 from ._redact import redact_data
@@ -40,6 +42,9 @@ ROW_STATUSES = ("ok", "cached", "failed", "cancelled", "pending")
 FieldGetter = Callable[[Mapping[str, Any]], Any]
 FieldsSpec = str | Sequence[str] | Mapping[str, "str | FieldGetter"] | None
 
+#: The records of a row that went well: one shared empty mapping, not a dict per row.
+NO_RECORDS: Mapping[str, CallRecord] = MappingProxyType({})
+
 
 @dataclass(slots=True)
 class RowOutcome:
@@ -49,13 +54,13 @@ class RowOutcome:
     themselves are not kept: a 100,000-row map would hold every body). `records` are the
     row's call records (attempts, timings, states) for rows that did not end ``ok`` or
     ``cached``, the rows one needs to look into; per-endpoint latencies of every row are in
-    ``orchestrator.get_metrics()``.
+    ``orchestrator.get_metrics()``. ``MapRun.outcomes[i]`` makes one from the map's columns.
     """
 
     status: str
     error: str | None = None
     values: list[Any] = field(default_factory=list)
-    records: dict[str, CallRecord] = field(default_factory=dict)
+    records: Mapping[str, CallRecord] = field(default_factory=lambda: NO_RECORDS)
 
 
 def compile_fields(fields: FieldsSpec, endpoints: Sequence[str]) -> list[tuple[str, FieldGetter]]:
@@ -124,7 +129,16 @@ class MapRun:
         self.index_names = list(index_names)
         self.inputs = inputs
         self.fields = fields
-        self.outcomes: list[RowOutcome | None] = [None] * len(self.inputs)
+        # Kept column by column: a row that went well adds its values to the columns and
+        # nothing else, so a 100,000-row map does not leave 200,000 small objects for the
+        # garbage collector to walk while it runs. None in `_status` means pending.
+        rows = len(inputs)
+        self._status: list[str | None] = [None] * rows
+        self._error: list[str | None] = [None] * rows
+        self._cells: list[list[Any]] = [[None] * rows for _ in fields]
+        self._records: dict[int, Mapping[str, CallRecord]] = {}
+        #: Each row's `RowOutcome`, or None while it is pending (a read-only view).
+        self.outcomes: Sequence[RowOutcome | None] = _Outcomes(self)
         self.started_at = time.monotonic()
         self.ended_at = self.started_at
         self.finished = False
@@ -134,22 +148,70 @@ class MapRun:
         self.secret_values: tuple[str, ...] = ()
 
     def __len__(self) -> int:
-        return len(self.inputs)
+        return len(self._status)
 
-    def record(self, position: int, outcome: RowOutcome) -> None:
-        """File row `position`'s outcome (the map's workers call this as rows finish)."""
-        if self.outcomes[position] is None:
+    def record(
+        self,
+        position: int,
+        status: str,
+        error: str | None = None,
+        values: Sequence[Any] = (),
+        records: Mapping[str, CallRecord] | None = None,
+    ) -> None:
+        """File row `position`'s outcome (the map's workers call this as rows finish);
+        missing `values` read None."""
+        for j, column in enumerate(self._cells):
+            column[position] = values[j] if j < len(values) else None
+        self._file(position, status, error, records)
+
+    def record_results(
+        self,
+        position: int,
+        status: str,
+        results: Mapping[str, Any],
+        error: str | None = None,
+        records: Mapping[str, CallRecord] | None = None,
+    ) -> None:
+        """File row `position` from its results (endpoint name -> result): each field is
+        read straight into its column."""
+        for column, (_, get) in zip(self._cells, self.fields, strict=True):
+            column[position] = get(results)
+        self._file(position, status, error, records)
+
+    def _file(
+        self,
+        position: int,
+        status: str,
+        error: str | None,
+        records: Mapping[str, CallRecord] | None,
+    ) -> None:
+        if self._status[position] is None:
             self.done += 1
-        self.outcomes[position] = outcome
+        self._status[position] = status
+        self._error[position] = error
+        if records:
+            self._records[position] = records
+        else:
+            self._records.pop(position, None)
         self.ended_at = time.monotonic()
+
+    def outcome(self, position: int) -> RowOutcome | None:
+        """Row `position`'s outcome, or None while it is pending."""
+        status = self._status[position]
+        if status is None:
+            return None
+        return RowOutcome(
+            status,
+            self._error[position],
+            [column[position] for column in self._cells],
+            self._records.get(position, NO_RECORDS),
+        )
 
     def counts(self) -> dict[str, int]:
         """Rows per status, every status listed (pending included)."""
         counts = dict.fromkeys(ROW_STATUSES, 0)
-        counts["pending"] = len(self.inputs) - self.done
-        for outcome in self.outcomes:
-            if outcome is not None:
-                counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        for status, n in Counter(self._status).items():
+            counts[status or "pending"] = n
         return counts
 
     @property
@@ -174,16 +236,6 @@ class MapRun:
             f"{self.rate():.0f} rows/s"
         )
 
-    def row_values(self, outcome: RowOutcome | None) -> list[Any]:
-        """The frame's cells for one row: each field, then status and error."""
-        if outcome is None:
-            return [None] * len(self.fields) + ["pending", None]
-        return [*outcome.values, outcome.status, outcome.error]
-
-    def values_of(self, results: Mapping[str, Any]) -> list[Any]:
-        """The field values of one row's `results` (endpoint name -> result)."""
-        return [get(results) for _, get in self.fields]
-
     def columns(self) -> list[str]:
         return [column for column, _ in self.fields] + [STATUS_COLUMN, ERROR_COLUMN]
 
@@ -192,33 +244,63 @@ class MapRun:
 
         ``df.join(map_run.frame())`` puts the enrichment beside the input.
         """
-        return self._build(len(self.outcomes), lambda v: v)
+        return self._build(len(self), None)
 
     def shown_frame(self, rows: int | None = None) -> pd.DataFrame:
         """The frame (its first `rows`) as displays show it: secret-named keys and secret
         values redacted. ``frame()`` itself is the API's data, like `execute`'s result."""
-        count = len(self.outcomes) if rows is None else min(rows, len(self.outcomes))
+        count = len(self) if rows is None else min(rows, len(self))
         return self._build(count, lambda v: redact_data(v, self.secret_values))
 
-    def _build(self, count: int, shown: Callable[[Any], Any]) -> pd.DataFrame:
+    def _build(self, count: int, shown: Callable[[Any], Any] | None) -> pd.DataFrame:
+        """Built column by column: a list per column rather than one per row, so a large
+        map's frame costs a few allocations, not one per row."""
         import pandas as pd
 
-        rows = [[shown(v) for v in self.row_values(o)] for o in self.outcomes[:count]]
+        columns: list[list[Any]] = [column[:count] for column in self._cells]
+        columns.append([status or "pending" for status in self._status[:count]])
+        columns.append(self._error[:count])
+        if shown is not None:
+            columns = [[shown(v) for v in column] for column in columns]
         labels = self.index[:count]
         if len(self.index_names) > 1:
             index: pd.Index = pd.MultiIndex.from_tuples(labels, names=self.index_names)
         else:
             index = pd.Index(labels, name=self.index_names[0])
-        frame = pd.DataFrame(rows, index=index, columns=self.columns(), dtype=object)
-        for column in frame.columns[: len(self.fields)]:
-            dtype = _dtype_of(frame[column])
+        frame = pd.DataFrame(dict(enumerate(columns)), index=index, dtype=object)
+        for position in range(len(self.fields)):
+            dtype = _dtype_of(frame.iloc[:, position])
             if dtype is not None:
-                frame[column] = frame[column].astype(dtype)
+                frame[position] = frame[position].astype(dtype)
+        frame.columns = pd.Index(self.columns())
         return frame
 
     def __repr__(self) -> str:
         state = "finished" if self.finished else "running"
         return f"<MapRun {state}: {self.summary()}>"
+
+
+class _Outcomes(Sequence["RowOutcome | None"]):
+    """`MapRun.outcomes`: each row's `RowOutcome`, made from the columns when asked."""
+
+    __slots__ = ("_run",)
+
+    def __init__(self, run: MapRun) -> None:
+        self._run = run
+
+    def __len__(self) -> int:
+        return len(self._run)
+
+    @overload
+    def __getitem__(self, position: int) -> RowOutcome | None: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> list[RowOutcome | None]: ...
+
+    def __getitem__(self, position: int | slice) -> RowOutcome | list[RowOutcome | None] | None:
+        if isinstance(position, slice):
+            return [self._run.outcome(i) for i in range(*position.indices(len(self)))]
+        return self._run.outcome(range(len(self))[position])
 
 
 def _dtype_of(column: pd.Series) -> str | None:

@@ -1,4 +1,6 @@
-"""Where a client's CPU goes in the 2,000-call scenario: ``python bench/profile_throughput.py``.
+"""Where a client's CPU goes in a throughput scenario: ``python bench/profile_throughput.py``.
+
+``--scenario map`` profiles the 10,000-row ``map`` instead of the 2,000-call execute.
 
 For plain aiohttp and apiorch_nb, against a ``--no-log`` demo server in its own process
 (pinned like ``run.py`` pins it), this prints CPU microseconds per call with the garbage
@@ -21,10 +23,8 @@ import time
 from typing import Any
 
 from _contenders import ApiorchNb, PlainAiohttp
-from _harness import SCENARIOS, Contender
+from _harness import SCENARIOS, Contender, Scenario
 from _processes import BENCH, DemoServerProcess, plan_cpus
-
-SCENARIO = SCENARIOS["throughput"]
 
 
 class GcClock:
@@ -41,7 +41,9 @@ class GcClock:
             self.total += time.perf_counter() - self._start
 
 
-async def cpu_per_call(contender: Contender, runs: int, collect: bool) -> tuple[float, float]:
+async def cpu_per_call(
+    contender: Contender, scenario: Scenario, runs: int, collect: bool
+) -> tuple[float, float]:
     """(CPU µs per call, GC µs per call) over `runs` runs of the scenario."""
     clock = GcClock()
     gc.collect()
@@ -55,19 +57,19 @@ async def cpu_per_call(contender: Contender, runs: int, collect: bool) -> tuple[
     finally:
         gc.enable()
         gc.callbacks.remove(clock)
-    calls = runs * SCENARIO.calls
+    calls = runs * scenario.calls
     return (time.process_time() - start) / calls * 1e6, clock.total / calls * 1e6
 
 
-async def profile(url: str, runs: int, use_cprofile: bool) -> None:
-    print(f"{SCENARIO.title}, {runs} runs per row; µs of client CPU per call")
+async def profile(url: str, scenario: Scenario, runs: int, use_cprofile: bool) -> None:
+    print(f"{scenario.title}, {runs} runs per row; µs of client CPU per call")
     print(f"{'contender':<14} {'GC on':>8} {'GC off':>8} {'in GC':>8}")
     contenders: list[Contender] = [PlainAiohttp(), ApiorchNb()]
     for c in contenders:
-        await c.open(url, SCENARIO)
+        await c.open(url, scenario)
         await c.run()  # warm-up
-        on, in_gc = await cpu_per_call(c, runs, collect=True)
-        off, _ = await cpu_per_call(c, runs, collect=False)
+        on, in_gc = await cpu_per_call(c, scenario, runs, collect=True)
+        off, _ = await cpu_per_call(c, scenario, runs, collect=False)
         print(f"{c.name:<14} {on:>8.1f} {off:>8.1f} {in_gc:>8.1f}")
     if use_cprofile:
         profiler = cProfile.Profile()
@@ -75,7 +77,7 @@ async def profile(url: str, runs: int, use_cprofile: bool) -> None:
         for _ in range(runs):
             await contenders[1].run()
         profiler.disable()
-        print_own_time(profiler, runs * SCENARIO.calls)
+        print_own_time(profiler, runs * scenario.calls)
     for c in contenders:
         await c.close()
 
@@ -103,6 +105,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--no-cprofile", action="store_true")
+    parser.add_argument("--scenario", choices=["throughput", "map"], default="throughput")
     args = parser.parse_args()
     server_cpu, _, pinning = plan_cpus()
     print(pinning)
@@ -110,7 +113,9 @@ def main() -> int:
         log_requests=False, cpu=server_cpu, stderr_path=BENCH / "results" / "demo-profile.log"
     )
     try:
-        asyncio.run(profile(server.start(), args.runs, not args.no_cprofile))
+        asyncio.run(
+            profile(server.start(), SCENARIOS[args.scenario], args.runs, not args.no_cprofile)
+        )
     finally:
         server.stop()
     return 0
