@@ -87,6 +87,8 @@ def compile_fields(fields: FieldsSpec, endpoints: Sequence[str]) -> list[tuple[s
     for column, spec in pairs:
         if column in (STATUS_COLUMN, ERROR_COLUMN):
             raise ConfigError(f"map: field column {column!r} is reserved; name it otherwise")
+        if any(column == taken for taken, _ in compiled):
+            raise ConfigError(f"map: field column {column!r} is listed twice")
         compiled.append((column, _getter(column, spec, endpoints)))
     return compiled
 
@@ -140,7 +142,7 @@ class MapRun:
         #: Each row's `RowOutcome`, or None while it is pending (a read-only view).
         self.outcomes: Sequence[RowOutcome | None] = _Outcomes(self)
         self.started_at = time.monotonic()
-        self.ended_at = self.started_at
+        self.ended_at = self.started_at  #: set when the map ends (`duration_s` until then)
         self.finished = False
         self.error: BaseException | None = None
         self.done = 0  #: rows with an outcome
@@ -193,7 +195,6 @@ class MapRun:
             self._records[position] = records
         else:
             self._records.pop(position, None)
-        self.ended_at = time.monotonic()
 
     def outcome(self, position: int) -> RowOutcome | None:
         """Row `position`'s outcome, or None while it is pending."""

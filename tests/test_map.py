@@ -391,6 +391,20 @@ async def test_failing_rows_are_failed_with_a_one_line_error_and_the_rest_ok(
     # the failed rows' other endpoint still ran and kept its result
     assert list(out["user.name"]) == ["User 1", "User 2", "User 3", "User 4"]
     assert Counter(r.query["row"] for r in demo.requests(prefix="/status/")) == Counter("1234")
+    # each row's outcome, read back: failed rows keep their call records, ok rows none
+    run = o.last_map
+    assert run is not None and len(run.outcomes) == 4
+    first, failed = run.outcomes[0], run.outcomes[-1]
+    assert first is not None and failed is not None
+    assert (first.status, first.error, first.values, dict(first.records)) == (
+        "ok",
+        None,
+        ["User 1"],
+        {},
+    )
+    assert (failed.status, failed.values) == ("failed", ["User 4"])
+    assert failed.records["check"].attempts[0].status == 404
+    assert [o.status for o in run.outcomes[1:3] if o is not None] == ["failed", "ok"]
 
 
 async def test_a_multi_line_error_body_becomes_one_line(gauge: Gauge) -> None:
@@ -657,6 +671,7 @@ async def test_a_resumed_map_sends_only_the_rows_that_did_not_finish(
         ),
         ([{"id": 1}], {"fields": {"status": "user.name"}}, "'status' is reserved"),
         ([{"id": 1}], {"fields": ["user.name", "error"]}, "'error' is reserved"),
+        ([{"id": 1}], {"fields": ["user.name", "user.name"]}, "'user.name' is listed twice"),
         ([{"id": 1}], {"fields": {"n": 3}}, "field 'n' must be a path like 'user.name', got 3"),
         ([{"id": 1}, 7], {}, "row 1 must be a mapping (a dict), got 7"),
         ({"id": [1, 2]}, {}, "rows must be a DataFrame or a list of dicts, got dict"),
@@ -673,6 +688,7 @@ async def test_a_resumed_map_sends_only_the_rows_that_did_not_finish(
         "unknown-endpoint",
         "status-column",
         "error-column",
+        "field-twice",
         "not-a-path",
         "row-not-a-mapping",
         "a-dict",
