@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
@@ -489,9 +490,85 @@ async def test_a_failing_cache_costs_its_hits_never_the_calls(
                 assert o.last_run is not None
                 assert {r.state for r in o.last_run.records.values()} == {CallState.OK}
     assert demo.count(prefix="/users/") == 5 * 5  # every call after the failure was sent
-    get, set_ = [r.getMessage() for r in caplog.records]  # 20 failed gets, 20 failed sets
-    assert get.startswith(f"cache {failing.shown}: get failed; counted as a miss (")
-    assert set_.startswith(f"cache {failing.shown}: set failed; the response was not stored (")
+    # The first failed get makes the cache rest: the other gets and every set skip it.
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning.startswith(f"cache {failing.shown}: get failed; counted as a miss (")
+    assert "calls go on without the cache, which is tried again in 10 s." in warning
+
+
+class BlackHole:
+    """A TCP server on 127.0.0.1 that reads everything and never answers: a Redis that
+    hangs. `connections` counts the connections it accepted."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.url = ""  #: a Redis URL for it, with a 0.3 s socket timeout
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> BlackHole:
+        async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            while await reader.read(65536):
+                pass
+            writer.close()
+
+        self._server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"redis://127.0.0.1:{port}/0?socket_timeout=0.3&prefix=h"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+
+async def test_a_hanging_redis_costs_one_timeout_not_one_per_call(
+    demo: DemoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    eps = [endpoint(f"u{i}", f"{demo.url}/users/{i}") for i in range(1, 6)]
+    async with BlackHole() as hole:
+        with caplog.at_level(logging.WARNING, logger="apiorch_nb"):
+            async with orchestrator(hole.url, *eps) as o:
+                started = time.monotonic()
+                await o.execute()
+                first_run_s = time.monotonic() - started
+                tried = hole.connections
+                started = time.monotonic()
+                for _ in range(3):
+                    results = await o.execute()
+                    assert [r["id"] for r in results.values()] == [1, 2, 3, 4, 5]
+                later_runs_s = time.monotonic() - started
+    # The first run's lookups waited for the socket timeout; since then nothing asked.
+    assert tried >= 1 and hole.connections == tried
+    assert first_run_s >= 0.3 and later_runs_s < first_run_s
+    assert demo.count(prefix="/users/") == 4 * 5
+    assert "get failed; counted as a miss (TimeoutError" in caplog.text
+
+
+def test_a_resting_cache_is_tried_again_by_one_call_at_a_time() -> None:
+    clock = Clock()
+    guard = BestEffort("cache 'x'", "get failed; counted as a miss", (OSError,), clock=clock)
+    assert guard.usable()
+    with guard:
+        raise OSError("down")
+    assert not guard.usable()
+    clock.now += 9.9
+    assert not guard.usable()  # still resting
+    clock.now += 0.1
+    assert guard.usable()  # this call is the probe...
+    assert not guard.usable()  # ...and no other goes while it is out
+    with guard:
+        raise OSError("still down")  # the probe failed: rest again
+    clock.now += 5
+    assert not guard.usable()
+    clock.now += 5
+    assert guard.usable()
+    with pytest.raises(asyncio.CancelledError), guard:
+        raise asyncio.CancelledError  # a cancelled probe says nothing: another may go
+    assert guard.usable()
+    with guard:
+        pass  # the probe worked: the cache is back for everyone
+    assert guard.usable() and guard.usable()
 
 
 def test_cache_failures_are_logged_at_most_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
@@ -506,7 +583,10 @@ def test_cache_failures_are_logged_at_most_once_a_minute(caplog: pytest.LogCaptu
             raise OSError("still down")
         with pytest.raises(KeyError), guard:
             raise KeyError("a bug is not a backend failure")
-    tail = "; the call went on without the cache. Logged at most every 60 s."
+    tail = (
+        "; calls go on without the cache, which is tried again in 10 s."
+        " Logged at most every 60 s."
+    )
     assert [r.getMessage() for r in caplog.records] == [
         "cache 'x': get failed; counted as a miss (ConnectionRefusedError: down)" + tail,
         "cache 'x': get failed; counted as a miss (OSError: still down) "
@@ -525,7 +605,7 @@ async def test_a_redis_cache_warning_never_shows_the_password(
         assert await cache.get("n", "k") is None
         await cache.set("n", "k", response(), ttl=60)
     await cache.aclose()
-    assert len(caplog.records) == 2 and "hunter2" not in caplog.text
+    assert len(caplog.records) == 1 and "hunter2" not in caplog.text  # the set was skipped
     assert f"cache 'redis://[REDACTED]@127.0.0.1:{port}/0' (prefix 'p'): get failed" in caplog.text
 
 

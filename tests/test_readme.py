@@ -75,6 +75,12 @@ def test_readme_shows_the_two_setup_commands() -> None:
     assert "make demo" in text and "make test" in text
 
 
+def test_no_readme_table_row_is_written_twice() -> None:
+    rows = [line for line in README.read_text().splitlines() if line.startswith("| ")]
+    repeated = sorted({row for row in rows if rows.count(row) > 1})
+    assert repeated == []
+
+
 def test_make_demo_sample_runs_and_shows_the_retries() -> None:
     out = subprocess.run(
         [sys.executable, "-W", "error", "-m", "apiorch_nb.demo.sample", "--port", "0"],

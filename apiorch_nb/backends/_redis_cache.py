@@ -26,8 +26,10 @@ class RedisCache:
     (``?socket_timeout=``).
 
     The cache is best-effort: when Redis is down or times out, a get counts as a miss and
-    a set is skipped, so the call still reaches its API; a warning naming the URL (without
-    its password) is logged at most once a minute (see `BestEffort`). `clear` still raises.
+    a set is skipped, so the call still reaches its API. The cache is then left alone for
+    10 s before one call tries it again, so a Redis that hangs costs one socket timeout,
+    not one per call; a warning naming the URL (without its password) is logged at most
+    once a minute (see `BestEffort`). `clear` still raises.
 
     `url` is a ``redis://`` or ``rediss://`` URL as redis-py reads it; its ``prefix`` query
     parameter (or the `prefix` argument) starts every key, default ``"apiorch"``. Keys are
@@ -57,6 +59,8 @@ class RedisCache:
         return f"{self.prefix}:cache:{namespace}:{storage_key(key)}"
 
     async def get(self, namespace: str, key: Hashable) -> Response | None:
+        if not self._get_guard.usable():  # resting after a failure
+            return None
         with self._get_guard:
             client = await self._redis.client()
             data = await client.get(self._key(namespace, key))
@@ -67,6 +71,8 @@ class RedisCache:
         if not isinstance(value, Response):
             raise TypeError(f"RedisCache stores Response objects, got {type(value).__name__}")
         ttl_ms = max(1, round(ttl * 1000))
+        if not self._set_guard.usable():
+            return
         with self._set_guard:
             client = await self._redis.client()
             await client.set(self._key(namespace, key), encode_response(value), px=ttl_ms)

@@ -16,8 +16,10 @@ from ..errors import ConfigError
 from ._best_effort import cache_guards
 from ._codec import decode_response, encode_response, storage_key
 
-#: Seconds a write waits for another process's write to finish before it fails.
-BUSY_TIMEOUT_S = 5.0
+#: Seconds a write waits for another process's write to finish before it fails. Calls are
+#: synchronous, so this bounds how long a locked file can hold up the event loop (once: the
+#: cache then rests, see `BestEffort`). WAL writes hold the lock for milliseconds.
+BUSY_TIMEOUT_S = 1.0
 #: Seconds between sweeps that delete expired rows (reads ignore them anyway).
 PURGE_INTERVAL_S = 60.0
 
@@ -52,7 +54,8 @@ class SqliteCache:
 
     The cache is best-effort: if the file fails (locked past the busy timeout, disk full,
     damaged), a get counts as a miss and a set is skipped, so the call still reaches its
-    API; a warning is logged at most once a minute (see `BestEffort`). `clear` still raises.
+    API; the cache is then left alone for 10 s before one call tries it again, and a
+    warning is logged at most once a minute (see `BestEffort`). `clear` still raises.
 
     Keys are stored as `storage_key` strings; values must be `Response` objects, stored
     without their ``Set-Cookie`` headers.
@@ -133,6 +136,8 @@ class SqliteCache:
         return conn
 
     def get(self, namespace: str, key: Hashable) -> Response | None:
+        if not self._get_guard.usable():  # resting after a failure
+            return None
         with self._get_guard:
             row = (
                 self._connection()
@@ -146,6 +151,8 @@ class SqliteCache:
         if not isinstance(value, Response):
             raise TypeError(f"SqliteCache stores Response objects, got {type(value).__name__}")
         now = self._clock()
+        if not self._set_guard.usable():
+            return
         with self._set_guard:
             conn = self._connection()
             conn.execute(_SET, (namespace, storage_key(key), now + ttl, encode_response(value)))
