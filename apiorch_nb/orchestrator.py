@@ -90,6 +90,8 @@ class APIOrchestrator:
             limiter = backends.limiter_from_url(limiter)
         if isinstance(cache, str):
             cache = backends.cache_from_url(cache)
+            if isinstance(cache, backends.SqliteCache):  # resolved here, not in each worker's
+                self.backend_urls["cache"] = cache.url  # own working directory
         breaker_store = (
             backends.breaker_store_from_url(breakers) if isinstance(breakers, str) else breakers
         )

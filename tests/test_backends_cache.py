@@ -584,8 +584,7 @@ def test_cache_failures_are_logged_at_most_once_a_minute(caplog: pytest.LogCaptu
         with pytest.raises(KeyError), guard:
             raise KeyError("a bug is not a backend failure")
     tail = (
-        "; calls go on without the cache, which is tried again in 10 s."
-        " Logged at most every 60 s."
+        "; calls go on without the cache, which is tried again in 10 s. Logged at most every 60 s."
     )
     assert [r.getMessage() for r in caplog.records] == [
         "cache 'x': get failed; counted as a miss (ConnectionRefusedError: down)" + tail,
@@ -624,6 +623,23 @@ def test_sqlite_urls_are_relative_with_three_slashes_and_absolute_with_four(
     assert relative.path.exists() and absolute.path.exists()
     relative.close()
     absolute.close()
+
+
+def test_a_relative_sqlite_url_reaches_workers_as_the_same_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = APIOrchestrationConfig(
+        endpoints=[APIEndpoint("a", "http://127.0.0.1:1/a", cache_ttl=60)]
+    )
+    monkeypatch.chdir(tmp_path)
+    kernel = APIOrchestrator(config, cache="sqlite:///enrich.db")
+    elsewhere = tmp_path / "worker"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # a Dask worker rebuilds the orchestrator from backend_urls
+    worker = APIOrchestrator(config, **kernel.backend_urls)
+    assert kernel.backend_urls == {"cache": f"sqlite:///{tmp_path}/enrich.db"}
+    assert worker._services.cache.path == tmp_path / "enrich.db"  # type: ignore[union-attr]
+    assert not (elsewhere / "enrich.db").exists()
 
 
 def test_a_redis_url_makes_a_redis_cache() -> None:

@@ -82,6 +82,11 @@ class SqliteCache:
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cache: cannot open sqlite file {str(self.path)!r}: {exc}") from exc
 
+    @property
+    def url(self) -> str:
+        """``sqlite:////absolute/path``: the same file from any working directory."""
+        return f"sqlite:///{self.path.as_posix()}"
+
     @classmethod
     def from_url(cls, url: str) -> SqliteCache:
         """The cache at ``sqlite:///path``: everything after the third slash is the path.
