@@ -217,6 +217,7 @@ class Scheduler:
         task.add_done_callback(functools.partial(self._on_done, node))
 
     def _pipeline_input(self, node: Node) -> Any:
+        """A PIPELINE step's input is the step before's output; any other call's, the run's."""
         if node.input_from is None:
             return self.run_input
         assert self._outputs is not None  # the step before has finished
