@@ -20,7 +20,18 @@ from typing import Any
 import aiohttp
 
 from . import _http
-from ._call import Attempt, CallRecord, CallState
+from ._call import (
+    BACKING_OFF,
+    CACHED,
+    CANCELLED,
+    IN_FLIGHT,
+    OK,
+    QUEUED,
+    RATE_LIMITED,
+    SKIPPED,
+    Attempt,
+    CallRecord,
+)
 from ._call_outcome import call_user, fail_call, parse_response
 from ._plan import Node
 from ._redact import redact_mapping, redact_url, scrub_values
@@ -104,7 +115,7 @@ async def run_call(
             ep, "condition", ep.condition, Context(input, results, run_input)
         ):
             record.reason = "condition is false"
-            record.to(CallState.SKIPPED)
+            record.to(SKIPPED)
             finish(node, record, input)  # a skipped pipeline step passes its input on
             return
         shaped = (
@@ -126,10 +137,10 @@ async def run_call(
             response = await _send(ep, record, svc, request, slots, deadline)
             result = parse_response(ep, response)
             record.result = await result if isinstance(result, CoroutineType) else result
-            record.to(CallState.OK)
+            record.to(OK)
     except asyncio.CancelledError:
         if not record.state.terminal:
-            record.to(CallState.CANCELLED)
+            record.to(CANCELLED)
         raise
     except Exception as exc:
         await fail_call(ep, record, exc, svc.hide if svc.secrets else None)
@@ -205,7 +216,7 @@ async def _fetch_cached(
         if cached is not None:
             result = parse_response(ep, cached)
             record.result = await result if isinstance(result, CoroutineType) else result
-            record.to(CallState.CACHED)
+            record.to(CACHED)
             return
         leader = svc.singleflight.claim(ep.name, key)
         if leader is not None:
@@ -220,7 +231,7 @@ async def _fetch_cached(
             if pending is not None and inspect.isawaitable(pending):
                 await pending
             stored = response
-            record.to(CallState.OK)
+            record.to(OK)
             return
         finally:
             svc.singleflight.finish(ep.name, key, stored)
@@ -265,7 +276,7 @@ async def _send(
     assert session is not None
     try:
         while True:
-            attempt = record.to(CallState.QUEUED)
+            attempt = record.to(QUEUED)
             assert attempt is not None
             attempt.breaker_state = breaker_state if attempt.number == 1 else breaker.state
             response: _http.Response | None = None
@@ -273,9 +284,9 @@ async def _send(
             async with slots:
                 permit = None
                 if categories:
-                    record.to(CallState.RATE_LIMITED)
+                    record.to(RATE_LIMITED)
                     permit = await svc.limiter.acquire_permit(categories)
-                record.to(CallState.IN_FLIGHT)
+                record.to(IN_FLIGHT)
                 if svc.log_requests:
                     _log_request(ep, request, svc)
                 try:
@@ -309,7 +320,7 @@ async def _send(
             delay = _retry_delay(svc.policies[ep.name], attempt, response, deadline)
             if delay is None:
                 raise error
-            record.to(CallState.BACKING_OFF)
+            record.to(BACKING_OFF)
             await asyncio.sleep(delay)
     except BaseException as exc:
         outcome = _breaker_outcome(exc)

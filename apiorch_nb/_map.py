@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._call import CallRecord, CallState
+from ._call import CACHED, CIRCUIT_OPEN, FAILED, OK, SKIPPED, CallRecord
 from ._scheduler import RunLimits, Scheduler
 from .enrich import MapRun
 from .errors import ConfigError, MapTimeout
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from .orchestrator import APIOrchestrator
 
-_FAILED = (CallState.FAILED, CallState.CIRCUIT_OPEN)
+_FAILED = (FAILED, CIRCUIT_OPEN)
 
 
 async def run_rows(
@@ -102,7 +102,7 @@ def _file(
     if abort is None and not cancelled and len(records) == 1:
         # The common row, kept flat: one endpoint, answered.
         (record,) = records.values()
-        if record._states[-1] is CallState.OK:
+        if record._states[-1] is OK:
             mrun.record_results(position, "ok", results)
             return
     status, error = _status(records, abort, hide, cancelled)
@@ -128,9 +128,7 @@ def _status(
     if abort is not None:
         return "failed", _one_line(hide(str(abort)))
     states = [r._states[-1] for r in records.values()]
-    if CallState.CACHED in states and all(
-        s is CallState.CACHED or s is CallState.SKIPPED for s in states
-    ):
+    if CACHED in states and all(s is CACHED or s is SKIPPED for s in states):
         return "cached", None
     return "ok", None
 

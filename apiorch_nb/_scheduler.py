@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from ._call import CallRecord, CallState
+from ._call import CACHED, CANCELLED, CIRCUIT_OPEN, FAILED, OK, PENDING, SKIPPED, CallRecord
 from ._call_runner import Services, run_call
 from ._plan import Node, Plan
 from .errors import (
@@ -63,7 +63,7 @@ class Scheduler:
         self.run_input = run_input
         self.metrics = metrics
         now = time.monotonic()
-        pending = CallState.PENDING
+        pending = PENDING
         self.records: dict[str, CallRecord] = {  # built inline: thousands per run
             n.name: CallRecord(
                 n.name,
@@ -176,7 +176,7 @@ class Scheduler:
         """The call raised: a bug in the engine, not an API failure. Stop and surface it."""
         record.error = exc
         if not record.state.terminal:
-            record.to(CallState.FAILED)
+            record.to(FAILED)
         self._stop_with(exc)
 
     def _cancelled_by_us(self) -> bool:
@@ -203,7 +203,7 @@ class Scheduler:
             failed_dep = next((d for d in node.needs if d in self._blocked), None)
             if failed_dep is not None:
                 record.reason = f"dependency {failed_dep!r} failed"
-                record.to(CallState.SKIPPED)
+                record.to(SKIPPED)
                 self._finish(node, record, None)
                 # on the next loop turn, so a long chain of skips does not recurse
                 self._running_loop().call_soon(self._release_children, node)
@@ -233,9 +233,7 @@ class Scheduler:
             self.on_call_finished(record)
         attempts = record.attempts
         if (
-            record._states[-1] is CallState.OK
-            and len(attempts) == 1
-            and attempts[0].limited_at is None
+            record._states[-1] is OK and len(attempts) == 1 and attempts[0].limited_at is None
         ):  # the common case, kept flat: one clean attempt, nothing to decide
             self.results[node.name] = record.result
             if self.metrics is not None:
@@ -278,12 +276,12 @@ class Scheduler:
     def _settle(self, node: Node, record: CallRecord) -> None:
         """File the call's result and decide whether its failure stops the run."""
         state = record._states[-1]
-        if state is CallState.SKIPPED:
+        if state is SKIPPED:
             if record.reason and record.reason.startswith("dependency"):
                 self._block(node.name)
             return
         self.results[node.name] = record.result
-        if state not in (CallState.FAILED, CallState.CIRCUIT_OPEN) or record.rescued:
+        if state not in (FAILED, CIRCUIT_OPEN) or record.rescued:
             return
         self._block(node.name)
         if self._failed is None:
@@ -326,16 +324,16 @@ class Scheduler:
             m.record_rate_limit_wait(name, wait_s * 1000)
         retries = len(record.attempts) - 1 if record.attempts else 0
         state = record._states[-1]
-        if state is CallState.OK:
+        if state is OK:
             latency = record.attempts[-1].latency_s if record.attempts else None
             m.record_request(name, (latency or 0.0) * 1000, retries=retries)
-        elif state is CallState.CACHED:
+        elif state is CACHED:
             m.record_cache_hit(name)
-        elif state is CallState.SKIPPED:
+        elif state is SKIPPED:
             m.record_skip(name)
-        elif state is CallState.CIRCUIT_OPEN:
+        elif state is CIRCUIT_OPEN:
             m.record_error(name, "circuit_open")
-        elif state is CallState.FAILED:
+        elif state is FAILED:
             m.record_error(name, error_type(record.error), retries=retries)
 
     # -- stopping ----------------------------------------------------------------------------
@@ -372,8 +370,8 @@ class Scheduler:
         finally:  # even if cancelled again while waiting, no call is left without an outcome
             for record in self.records.values():
                 if not record.state.terminal:
-                    record.to(CallState.CANCELLED)
-                if record.state is CallState.CANCELLED:
+                    record.to(CANCELLED)
+                if record.state is CANCELLED:
                     if self.metrics is not None:
                         self.metrics.record_cancelled(record.endpoint)
                     if self.on_call_finished is not None:

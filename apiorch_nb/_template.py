@@ -56,14 +56,19 @@ class Context(Mapping[str, Any]):
     def __getitem__(self, key: str) -> Any:
         if key[0] == "$":
             return self.system[key]
-        # The layers of _layers(), inline: this runs once per placeholder per call.
+        # The layers of _layers(), inline: this runs once per placeholder per call, so a
+        # plain dict skips the (slower) ABC check.
         given = self.input
-        if isinstance(given, Mapping) and key in given:
+        if (type(given) is dict or isinstance(given, Mapping)) and key in given:
             return given[key]
         if key in self.results:
             return self.results[key]
         run_input = self.run_input
-        if isinstance(run_input, Mapping) and run_input is not given and key in run_input:
+        if (
+            run_input is not given
+            and (type(run_input) is dict or isinstance(run_input, Mapping))
+            and key in run_input
+        ):
             return run_input[key]
         raise KeyError(key)
 
@@ -212,6 +217,11 @@ def _compiled(text: str) -> tuple[str | None, tuple[str, ...]]:
 
 
 def _as_text(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is int or kind is float:  # bool, an int subclass, goes to JSON below
+        return str(value)
     if isinstance(value, str):
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
