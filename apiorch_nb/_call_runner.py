@@ -128,7 +128,7 @@ async def run_call(
             request = build_request(node, shaped, results, run_input, svc.secrets)
             if node.static:  # nothing in it depends on the run: build it once
                 svc.static_requests[node.name] = request
-        if node.templated:
+        if node.templated_parts:
             record.url = svc.hide(redact_url(request.url))
         ttl = svc.cache_ttls.get(ep.name) if svc.cache is not None else None
         if ttl and request.method in _CACHEABLE_METHODS:
@@ -243,7 +243,7 @@ def _cache_key(node: Node, svc: Services, request: Request) -> Hashable:
             request.method, request.url, request.params, request.headers, request.body
         )
     ep = node.endpoint
-    if node.templated:  # the generator sees the endpoint as it is being sent
+    if node.templated_parts:  # the generator sees the endpoint as it is being sent
         ep = replace(
             ep,
             url=request.url,

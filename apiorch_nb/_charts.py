@@ -13,7 +13,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._frames import _clip, endpoint_lines
+from ._frames import EndpointLine, _clip, endpoint_lines
 from .metrics import percentile
 
 if TYPE_CHECKING:
@@ -350,8 +350,7 @@ def dag_view(run: Run) -> DagView:
     edges = dag_edges(run, ids)
     out = ["flowchart LR"]
     for line in lines:
-        state = " · ".join(part for part in (line.label, line.detail()) if part)
-        name, state = run._hide(line.endpoint), run._hide(state)
+        name, state = run._hide(line.endpoint), run._hide(line.state)
         label = f"{_mermaid_escape(name)}<br/>{_mermaid_escape(state)}"
         out.append(f'    {ids[line.endpoint]}["{label}"]')
     for a, b, kind in edges:
@@ -364,7 +363,7 @@ def dag_view(run: Run) -> DagView:
     for outcome in NODE_COLOURS:
         if outcome in members:
             out.append(f"    class {','.join(members[outcome])} {outcome}")
-    return DagView(mermaid="\n".join(out), text=run._hide(_dag_text(run, edges)))
+    return DagView(mermaid="\n".join(out), text=run._hide(_dag_text(run, lines, edges)))
 
 
 def dag_edges(run: Run, names: Collection[str]) -> list[tuple[str, str, str]]:
@@ -377,13 +376,12 @@ def dag_title(run: Run, endpoints: int, edges: int) -> str:
     return f"dependency graph ({run.mode.value}): {endpoints} endpoints, {edges} edges"
 
 
-def _dag_text(run: Run, edges: list[tuple[str, str, str]]) -> str:
-    lines = endpoint_lines(run)
+def _dag_text(run: Run, lines: list[EndpointLine], edges: list[tuple[str, str, str]]) -> str:
     needs: dict[str, list[str]] = {}
     after: dict[str, list[str]] = {}
     for a, b, kind in edges:
         (needs if kind == "data" else after).setdefault(b, []).append(a)
-    status = [" · ".join(p for p in (line.label, line.detail()) if p) for line in lines]
+    status = [line.state for line in lines]
     wide_name = max((len(line.endpoint) for line in lines), default=0)
     wide_status = max((len(s) for s in status), default=0)
     out = [dag_title(run, len(lines), len(edges))]

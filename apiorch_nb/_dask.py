@@ -55,15 +55,18 @@ class WorkerSpec:
     max_concurrent: int
 
 
-def run_chunk(spec: WorkerSpec, inputs: Sequence[Mapping[str, Any]]) -> list[RowResult]:
-    """On a worker: map `inputs` on a fresh loop; return (status, error, values) per row."""
+def run_chunk(
+    spec: WorkerSpec, rows: Sequence[Mapping[str, Any]] | pd.DataFrame
+) -> list[RowResult]:
+    """On a worker: map `rows` (dicts, or a partition) on a fresh loop; return (status,
+    error, values) per row."""
     from .orchestrator import APIOrchestrator
 
     async def go() -> list[RowResult]:
         orchestrator = APIOrchestrator(spec.config, **spec.backend_urls, secrets=spec.secrets)
         async with orchestrator:
             await orchestrator.map(
-                list(inputs), fields=spec.fields, max_concurrent=spec.max_concurrent, observer=None
+                rows, fields=spec.fields, max_concurrent=spec.max_concurrent, observer=None
             )
         mrun = orchestrator.last_map
         assert mrun is not None
@@ -75,8 +78,7 @@ def run_chunk(spec: WorkerSpec, inputs: Sequence[Mapping[str, Any]]) -> list[Row
 
 def run_partition(spec: WorkerSpec, part: pd.DataFrame) -> list[RowResult]:
     """On a worker: `run_chunk` over one partition of a Dask DataFrame."""
-    _, inputs, _ = table_rows(part)
-    return run_chunk(spec, inputs)
+    return run_chunk(spec, part)
 
 
 async def map_on_dask(
@@ -190,8 +192,9 @@ def _frame_chunks(
 ) -> tuple[MapRun, list[tuple[int, int, Any]]]:
     """The record for a Dask DataFrame (its index is computed; rows stay on the cluster)
     and one chunk per partition."""
-    index = ddf.index.compute()
-    lengths = ddf.map_partitions(len).compute()
+    import dask
+
+    index, lengths = dask.compute(ddf.index, ddf.map_partitions(len))  # one pass over the data
     labels = [plain(v) if not isinstance(v, tuple) else v for v in index]
     mrun = MapRun(labels, [{}] * len(labels), compiled, index_names=list(index.names))
     chunks, start = [], 0

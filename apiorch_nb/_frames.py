@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._call import CallState
-from ._redact import redact_body
+from ._redact import redact_data
 from .metrics import percentile
 
 if TYPE_CHECKING:
@@ -150,6 +150,11 @@ class EndpointLine:
             parts.append(f"{self.attempts} tries")
         return " · ".join(parts)
 
+    @property
+    def state(self) -> str:
+        """Label and detail, e.g. ``ok · 200 · 12 ms``: a graph node's second line."""
+        return " · ".join(part for part in (self.label, self.detail()) if part)
+
 
 def endpoint_lines(run: Run) -> list[EndpointLine]:
     """One `EndpointLine` per endpoint, in the config's order."""
@@ -250,7 +255,7 @@ def _headline(run: Run) -> str:
 
 
 def _json(value: Any) -> str:
-    value = redact_body(value)
+    value = redact_data(value)
     try:
         text = json.dumps(value, indent=2, ensure_ascii=False, default=_unjsonable)
     except (TypeError, ValueError):  # non-string keys, cycles: show it as Python

@@ -36,8 +36,8 @@ class Node:
     after: tuple[str, ...]  # order edges
     needs: tuple[str, ...]  # data edges
     input_from: str | None  # PIPELINE: the endpoint whose output is this one's input
-    templated: bool  # url/params/headers/body hold placeholders
-    #: Which of url, params, headers, body hold placeholders: only those are rendered.
+    #: Which of url, params, headers, body hold placeholders (only those are rendered);
+    #: empty, and so false, for an endpoint without any.
     templated_parts: frozenset[str]
     name: str  # the endpoint's name (read on every call; kept as a plain field)
     display_url: str  # the URL as records show it: redacted, placeholders unfilled
@@ -91,7 +91,6 @@ def compile_plan(endpoints: Sequence[APIEndpoint], mode: OrchestrationMode) -> P
             after = (previous,)
         parts = {"url": ep.url, "params": ep.params, "headers": ep.headers, "body": ep.body}
         templated_parts = frozenset(part for part, v in parts.items() if has_placeholders(v))
-        templated = bool(templated_parts)
         nodes.append(
             Node(
                 endpoint=ep,
@@ -99,12 +98,12 @@ def compile_plan(endpoints: Sequence[APIEndpoint], mode: OrchestrationMode) -> P
                 after=after,
                 needs=needs,
                 input_from=pipeline_prev,
-                templated=templated,
                 templated_parts=templated_parts,
                 name=ep.name,
                 display_url=redact_url(ep.url),
                 feeds_pipeline=mode is OrchestrationMode.PIPELINE,
-                static=not templated and (ep.body is not None or ep.method not in BODY_METHODS),
+                static=not templated_parts
+                and (ep.body is not None or ep.method not in BODY_METHODS),
             )
         )
         previous = ep.name

@@ -48,17 +48,6 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def redact_body(body: Any) -> Any:
-    """`body` with secret-named keys hidden at any depth of dicts and lists."""
-    if isinstance(body, Mapping):
-        return {
-            k: (REDACTED if is_secret_name(str(k)) else redact_body(v)) for k, v in body.items()
-        }
-    if isinstance(body, list):
-        return [redact_body(v) for v in body]
-    return body
-
-
 def scrub_values(text: str, values: Iterable[str]) -> str:
     """`text` with each of `values` (secrets known by value, not by name) replaced."""
     for value in values:
@@ -68,8 +57,8 @@ def scrub_values(text: str, values: Iterable[str]) -> str:
 
 
 def redact_data(value: Any, secret_values: Iterable[str] = ()) -> Any:
-    """`value` as a display may show it: secret-named keys hidden at any depth, and known
-    secret values scrubbed from every string in it."""
+    """`value` (a body, a result) as a display may show it: secret-named keys hidden at any
+    depth of dicts, lists and tuples, and known secret values scrubbed from its strings."""
     values = tuple(secret_values)
     if isinstance(value, Mapping):
         return {

@@ -72,12 +72,6 @@ class Context(Mapping[str, Any]):
             return run_input[key]
         raise KeyError(key)
 
-    def get(self, key: str, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
-
     def __iter__(self) -> Any:
         seen: set[str] = set()
         for layer in self._layers():

@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._redact import redact_body, redact_mapping, redact_url
+from ._redact import redact_data, redact_mapping, redact_url
 from .errors import ConfigError
 
 #: Statuses retried when an endpoint sets no ``retry_on`` of its own.
@@ -109,7 +109,7 @@ class APIEndpoint:
         if self.params:
             parts.append(f"params={redact_mapping(self.params)!r}")
         if self.body is not None:
-            parts.append(f"body={redact_body(self.body)!r}")
+            parts.append(f"body={redact_data(self.body)!r}")
         if self.depends_on:
             parts.append(f"depends_on={self.depends_on!r}")
         for name, default in _REPR_DEFAULTS.items():  # the settings that differ, by name

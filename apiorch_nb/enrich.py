@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -139,6 +138,7 @@ class MapRun:
         self._error: list[str | None] = [None] * rows
         self._cells: list[list[Any]] = [[None] * rows for _ in fields]
         self._records: dict[int, Mapping[str, CallRecord]] = {}
+        self._counts = dict.fromkeys(ROW_STATUSES, 0)  # filed rows by status, kept as filed
         #: Each row's `RowOutcome`, or None while it is pending (a read-only view).
         self.outcomes: Sequence[RowOutcome | None] = _Outcomes(self)
         self.started_at = time.monotonic()
@@ -187,14 +187,22 @@ class MapRun:
         error: str | None,
         records: Mapping[str, CallRecord] | None,
     ) -> None:
-        if self._status[position] is None:
+        counts, before = self._counts, self._status[position]
+        if before is None:
             self.done += 1
+        else:  # filed again (a Dask chunk that came back after it was marked cancelled)
+            counts[before] -= 1
+        counts[status] = counts.get(status, 0) + 1
         self._status[position] = status
         self._error[position] = error
         if records:
             self._records[position] = records
         else:
             self._records.pop(position, None)
+
+    def status(self, position: int) -> str:
+        """Row `position`'s status (``pending`` until it has an outcome)."""
+        return self._status[position] or "pending"
 
     def outcome(self, position: int) -> RowOutcome | None:
         """Row `position`'s outcome, or None while it is pending."""
@@ -209,11 +217,9 @@ class MapRun:
         )
 
     def counts(self) -> dict[str, int]:
-        """Rows per status, every status listed (pending included)."""
-        counts = dict.fromkeys(ROW_STATUSES, 0)
-        for status, n in Counter(self._status).items():
-            counts[status or "pending"] = n
-        return counts
+        """Rows per status, every status listed (pending included). Cheap: kept as rows
+        are filed, so a live progress bar can ask on every redraw."""
+        return {**self._counts, "pending": len(self) - self.done}
 
     @property
     def duration_s(self) -> float:

@@ -18,6 +18,7 @@ from ._map import drive, run_rows
 from ._plan import compile_plan
 from ._rows import is_dask_frame, table_rows
 from ._scheduler import RunLimits, Scheduler
+from ._shutdown import close_at_shutdown
 from .breaker import BreakerStore, CircuitBreaker
 from .cache import Cache, MemoryCache
 from .config import APIOrchestrationConfig, OrchestrationMode
@@ -89,9 +90,10 @@ class APIOrchestrator:
         if isinstance(limiter, str):
             limiter = backends.limiter_from_url(limiter)
         if isinstance(cache, str):
+            scheme = backends.url_scheme(cache, "cache")  # (no sqlite3 import for others)
             cache = backends.cache_from_url(cache)
-            if isinstance(cache, backends.SqliteCache):  # resolved here, not in each worker's
-                self.backend_urls["cache"] = cache.url  # own working directory
+            if scheme == "sqlite":  # resolved here, not in each Dask worker's own directory
+                self.backend_urls["cache"] = cache.url  # type: ignore[attr-defined]
         breaker_store = (
             backends.breaker_store_from_url(breakers) if isinstance(breakers, str) else breakers
         )
@@ -186,8 +188,7 @@ class APIOrchestrator:
             OrchestrationTimeout: ``total_timeout`` ran out.
             ConfigError: a template or URL that cannot be filled at run time.
         """
-        session = await self._session_for_running_loop()
-        self._services.session = session
+        await self._session_for_running_loop()
         cfg = self.config
         started = time.monotonic()
         scheduler = Scheduler(
@@ -212,7 +213,7 @@ class APIOrchestrator:
         # The live run replaces the previous one now, not at the end: the old records are
         # freed before the new ones pile up (less for the garbage collector to walk).
         self.last_run = run
-        watch = Watch.start(self._observer(observer), run)
+        watch = Watch.start(self._observer(observer, type(self).default_observer), run)
         scheduler.on_call_finished = watch.call_finished if watch else None
         error: BaseException | None = None
         try:
@@ -238,11 +239,11 @@ class APIOrchestrator:
             run.data = run.results
         return run.data
 
-    def _observer(self, given: Any, factory: Callable[[], Any] | None = None) -> Any:
+    @staticmethod
+    def _observer(given: Any, factory: Callable[[], Any] | None) -> Any:
+        """`given`, or when none was given, what `factory` (the class default) makes."""
         if given is not _DEFAULT:
             return given
-        if factory is None:
-            factory = type(self).default_observer
         return factory() if factory is not None else None
 
     #: Makes the observer used when `map` is given none; the notebook sets it (a progress
@@ -306,8 +307,7 @@ class APIOrchestrator:
         mrun = MapRun(index, inputs, compile_fields(fields, names), index_names=index_names)
         mrun.secret_values = tuple(self._services.secrets.values())
         self.last_map = mrun
-        session = await self._session_for_running_loop()
-        self._services.session = session
+        await self._session_for_running_loop()
         return await drive(
             mrun,
             lambda on_row: run_rows(self, mrun, max_concurrent=concurrency, on_row=on_row),
@@ -367,7 +367,7 @@ class APIOrchestrator:
         # An async generator parked on `yield` is finalised by the loop's shutdown
         # (asyncio.run calls shutdown_asyncgens) or by garbage collection on its loop,
         # which closes the session there even if close() is never called.
-        keeper = _close_on_shutdown(session)
+        keeper = close_at_shutdown(session.close)
         await keeper.__anext__()
         self._services.session = session
         self._session_loop = loop
@@ -401,13 +401,6 @@ def _concurrency(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"map: max_concurrent must be an int >= 1, got {value!r}")
     return value
-
-
-async def _close_on_shutdown(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
-    try:
-        yield
-    finally:
-        await session.close()
 
 
 def _abandon(session: aiohttp.ClientSession) -> None:

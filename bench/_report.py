@@ -21,7 +21,6 @@ BASELINE = "plain aiohttp"
 PARALLEL_MAX_RATIO = 1.3
 #: Share of plain aiohttp's throughput the 2,000-call and the map scenarios must reach.
 THROUGHPUT_MIN_SHARE = 0.85
-THROUGHPUT_TARGETED = ("throughput", "map")
 #: How a contender's `Measurement.error` says the scenario does not apply to it (dataknobs-fsm
 #: has no map); the row shows it as its result instead of ``unavailable: ...``.
 NOT_APPLICABLE = "n/a: "
@@ -146,7 +145,7 @@ def _judge(row: Row, m: Measurement, key: str) -> None:
     if key == "parallel":
         row.target = f"<= {PARALLEL_MAX_RATIO}x plain"
         passed = row.ratio is not None and row.ratio <= PARALLEL_MAX_RATIO
-    elif key in THROUGHPUT_TARGETED:
+    elif SCENARIOS[key].throughput:
         row.target = f">= {THROUGHPUT_MIN_SHARE:.0%} of plain"
         passed = row.ratio is not None and row.ratio >= THROUGHPUT_MIN_SHARE
     else:

@@ -105,7 +105,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--no-cprofile", action="store_true")
-    parser.add_argument("--scenario", choices=["throughput", "map"], default="throughput")
+    throughput = [key for key, scenario in SCENARIOS.items() if scenario.throughput]
+    parser.add_argument("--scenario", choices=throughput, default="throughput")
     args = parser.parse_args()
     server_cpu, _, pinning = plan_cpus()
     print(pinning)

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from apiorch_nb import APIEndpoint, APIOrchestrationConfig, APIOrchestrator
-from apiorch_nb._redact import REDACTED, redact_body, redact_mapping, redact_url
+from apiorch_nb._redact import REDACTED, redact_data, redact_mapping, redact_url
 from apiorch_nb.demo import DemoServer
 
 SECRETS = ["Bearer s3cr3t-token-value", "sk_live_abcdef", "hunter2", "cookie-value-123"]
@@ -64,7 +64,7 @@ def test_redaction_rules() -> None:
     }
     url = redact_url("https://user:pw@api.test/x?token=abc&page=2")
     assert "pw" not in url and "abc" not in url and "page=2" in url
-    assert redact_body({"user": {"password": "p", "name": "n"}, "items": [{"api_key": "k"}]}) == {
+    assert redact_data({"user": {"password": "p", "name": "n"}, "items": [{"api_key": "k"}]}) == {
         "user": {"password": REDACTED, "name": "n"},
         "items": [{"api_key": REDACTED}],
     }

@@ -88,6 +88,21 @@ async def test_default_observer_is_used_unless_turned_off(demo: DemoServer) -> N
     assert len(made) == 1 and made[0].events[-1][0] == "end"
 
 
+async def test_a_map_never_gets_the_run_observer_default(
+    demo: DemoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    made: list[Recorder] = []
+    previous = APIOrchestrator.default_observer, APIOrchestrator.default_map_observer
+    APIOrchestrator.default_observer = lambda: made.append(Recorder()) or made[-1]
+    APIOrchestrator.default_map_observer = None
+    try:
+        async with APIOrchestrator(_config(demo)) as orch:
+            await orch.map([{"n": 1}])
+    finally:
+        APIOrchestrator.default_observer, APIOrchestrator.default_map_observer = previous
+    assert made == [] and "detached" not in caplog.text
+
+
 async def test_cancelled_calls_are_reported_when_the_run_stops(demo: DemoServer) -> None:
     recorder = Recorder()
     config = APIOrchestrationConfig(

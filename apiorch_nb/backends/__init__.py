@@ -52,13 +52,16 @@ def url_scheme(url: str, what: str) -> str:
         raise ConfigError(f"{what} must be a URL string or a backend object, got {url!r}")
     url = url.strip()
     scheme = "memory" if url in ("", "memory", "memory://") else url.partition("://")[0]
-    allowed = SCHEMES[what]
-    if scheme not in allowed or (scheme != "memory" and "://" not in url):
+    if scheme not in SCHEMES[what] or (scheme != "memory" and "://" not in url):
         raise ConfigError(
-            f"{what}: unsupported URL {redact_url(url)!r}; use one of "
-            + ", ".join(f"{s}://..." if s != "memory" else "memory" for s in allowed)
+            f"{what}: unsupported URL {redact_url(url)!r}; use one of {allowed_urls(what)}"
         )
     return scheme
+
+
+def allowed_urls(what: str) -> str:
+    """The URL forms `what` accepts, for an error message: ``memory, sqlite://..., ...``."""
+    return ", ".join(f"{s}://..." if s != "memory" else "memory" for s in SCHEMES[what])
 
 
 def cache_from_url(url: str) -> Cache:

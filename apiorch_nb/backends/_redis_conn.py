@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._redact import redact_url
+from .._shutdown import close_at_shutdown
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
@@ -105,9 +106,7 @@ class RedisConnector:
 
     async def script(self, lua: str) -> AsyncScript:
         """`lua` bound to the running loop's client (EVALSHA, loaded again on NOSCRIPT)."""
-        entry = self._clients.get(asyncio.get_running_loop())
-        if entry is None:
-            entry = await self._open()
+        entry = await self._entry()
         script = entry.scripts.get(lua)
         if script is None:
             script = entry.scripts[lua] = entry.client.register_script(lua)
@@ -115,8 +114,11 @@ class RedisConnector:
 
     async def client(self) -> Redis:
         """The running loop's async client, opened on first use."""
+        return (await self._entry()).client
+
+    async def _entry(self) -> _LoopClient:
         entry = self._clients.get(asyncio.get_running_loop())
-        return (entry if entry is not None else await self._open()).client
+        return entry if entry is not None else await self._open()
 
     def sync_client(self) -> redis.Redis:
         """The synchronous client (a connection pool, safe across threads)."""
@@ -247,7 +249,7 @@ class RedisConnector:
 
         loop = asyncio.get_running_loop()
         client = Redis.from_pool(BlockingConnectionPool.from_url(self.url, **POOL_DEFAULTS))
-        keeper = _close_on_shutdown(client)
+        keeper = close_at_shutdown(client.aclose)
         entry = _LoopClient(client, keeper)
         with self._lock:
             for old in [lp for lp in self._clients if lp.is_closed()]:
@@ -273,13 +275,6 @@ class _LoopClient:
 def _undo(done: asyncio.Future[Any], undo: Callable[[Any], None]) -> None:
     if not done.cancelled() and done.exception() is None:
         undo(done.result())
-
-
-async def _close_on_shutdown(client: Redis) -> AsyncGenerator[None, None]:
-    try:
-        yield
-    finally:
-        await client.aclose()
 
 
 def split_url(url: str, what: str) -> tuple[str, str | None]:

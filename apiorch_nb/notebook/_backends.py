@@ -13,7 +13,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from .._redact import redact_url
-from ..backends import SCHEMES, breaker_store_from_url, cache_from_url, limiter_from_url, url_scheme
+from ..backends import (
+    allowed_urls,
+    breaker_store_from_url,
+    cache_from_url,
+    limiter_from_url,
+    url_scheme,
+)
 from ..cache import MemoryCache
 from ..errors import ConfigError
 from ..ratelimit import InMemoryRateLimiter
@@ -39,8 +45,9 @@ def check_url(url: str, what: str) -> str:
     try:
         scheme = url_scheme(url, what)
     except ConfigError:
-        shown = ", ".join("memory" if s == MEMORY else f"{s}://..." for s in SCHEMES[what])
-        raise ConfigError(f"--{what} {redact_url(url)!r}: use one of {shown}") from None
+        raise ConfigError(
+            f"--{what} {redact_url(url)!r}: use one of {allowed_urls(what)}"
+        ) from None
     return MEMORY if scheme == MEMORY else url
 
 

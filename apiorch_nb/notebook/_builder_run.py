@@ -223,9 +223,9 @@ def _calls(run: Run) -> str:
 
 
 def _json_bundle(results: Any) -> dict[str, Any]:
-    from .._redact import redact_body
+    from .._redact import redact_data
 
-    safe = json.loads(json.dumps(redact_body(results), default=repr))
+    safe = json.loads(json.dumps(redact_data(results), default=repr))
     return {
         "application/json": safe,
         "text/plain": json.dumps(safe, indent=2, ensure_ascii=False),

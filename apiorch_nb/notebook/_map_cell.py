@@ -78,8 +78,9 @@ async def run_map_cell(
     """
     why: str | None = None
     interrupted = False
+    frame = None
     try:
-        await orchestrator.map(
+        frame = await orchestrator.map(
             rows,
             fields=opts.fields,
             timeout=opts.map_timeout,
@@ -96,7 +97,8 @@ async def run_map_cell(
         await orchestrator.close()
     mrun = orchestrator.last_map
     assert mrun is not None
-    frame = mrun.frame()
+    if frame is None:  # stopped early: the partial result
+        frame = mrun.frame()
     if opts.store_as:
         namespace[opts.store_as] = frame
     failed = mrun.counts()["failed"]

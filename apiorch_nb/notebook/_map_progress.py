@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from .progress import LiveView, bar_html, in_kernel, shown_empty
@@ -29,17 +28,12 @@ class MapProgress(LiveView["MapRun"]):
     def __init__(self) -> None:
         super().__init__()
         self._bar: Any = None
-        # Counted as rows finish: `MapRun.counts()` walks every row, too slow per redraw.
-        self._counts: Counter[str] = Counter()
 
     def map_started(self, run: MapRun) -> None:
         self._bar = shown_empty()
         self._draw(run, ["bar"], time.monotonic())
 
     def row_finished(self, run: MapRun, position: int) -> None:
-        outcome = run.outcomes[position]
-        if outcome is not None:
-            self._counts[outcome.status] += 1
         self._progressed(run)
 
     def map_finished(self, run: MapRun) -> None:
@@ -47,12 +41,13 @@ class MapProgress(LiveView["MapRun"]):
 
     def _draw(self, run: MapRun, parts: list[str], now: float) -> None:
         if self._bar is not None:
-            self._bar.update(bar_bundle(run, self._counts), raw=True)
+            self._bar.update(bar_bundle(run), raw=True)
             self._drawn_at["bar"] = now
 
 
-def bar_bundle(run: MapRun, counts: Counter[str]) -> dict[str, str]:
+def bar_bundle(run: MapRun) -> dict[str, str]:
     """The bar, rows by status, elapsed time, rows/s and ETA, as HTML and text."""
+    counts = run.counts()
     total, done = len(run), run.done
     rate, eta = run.rate(), run.eta_s()
     timing = f"{run.duration_s:.1f} s, {rate:.1f} rows/s"

@@ -154,14 +154,11 @@ def map_failure_message(mrun: MapRun, *, store: str | None, allowed: bool = Fals
     head = f"{failed} of {len(mrun)} rows failed"
     if allowed:
         return f"{head} (see {store}.status)" if store else head
-    first = next(
-        ((i, o) for i, o in enumerate(mrun.outcomes) if o is not None and o.status == "failed"),
-        None,
-    )
-    if first is not None:
-        i, outcome = first
+    first = next((i for i in range(len(mrun)) if mrun.status(i) == "failed"), None)
+    outcome = mrun.outcome(first) if first is not None else None
+    if first is not None and outcome is not None:
         error = _clip(str(outcome.error), _ERROR_CHARS)
-        head += f" (first: row {plain(mrun.index[i])!r}: {error})"
+        head += f" (first: row {plain(mrun.index[first])!r}: {error})"
     where = (
         f"the result is stored in `{store}`, see {store}.status and {store}.error"
         if store

@@ -13,11 +13,11 @@ from ._types import (
     RateLimiterConfig,
     RateLimitStatus,
     RateUsage,
+    _category_names,
     _check_rates,
     _checked_config,
     _int_weight,
     _not_a_name,
-    _one_str,
     _too_heavy,
 )
 from ._window import _Category, _monotonic, _Waiter
@@ -195,14 +195,11 @@ class InMemoryRateLimiter:
         return cat
 
     def _categories(self, names: Sequence[str]) -> tuple[_Category, ...]:
-        if isinstance(names, str):
-            raise _one_str(names)
         get = self._cats.get
-        if len(names) == 1:
+        if len(names) == 1 and not isinstance(names, str):  # the common case, kept flat
             name = names[0]
             return (get(name) or self._category(name),)
-        # dict.fromkeys drops duplicates, which would otherwise queue and charge twice.
-        return tuple([get(n) or self._category(n) for n in dict.fromkeys(names)])
+        return tuple([get(n) or self._category(n) for n in _category_names(names)])
 
     async def _wait(
         self, cats: tuple[_Category, ...], weight: int, timeout: float | None
